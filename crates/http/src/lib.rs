@@ -1,0 +1,1 @@
+//! Consul v1 HTTP API.

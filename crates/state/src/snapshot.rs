@@ -1,0 +1,41 @@
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::kv::DirEntry;
+use crate::table::{Table, TableIndexes};
+use crate::Index;
+
+/// Every table at one moment. Cloning shares structure, so a writer starts
+/// from the current version in O(1) and readers keep theirs untouched.
+#[derive(Clone, Default)]
+pub(crate) struct Tables {
+    pub(crate) kvs: OrdMap<String, Arc<DirEntry>>,
+    pub(crate) tombstones: OrdMap<String, Index>,
+    pub(crate) indexes: TableIndexes,
+}
+
+/// A consistent, immutable view of the store as of one applied index.
+/// Holding one never blocks a writer; later writes are not visible in it.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub(crate) index: Index,
+    pub(crate) tables: Tables,
+}
+
+impl Snapshot {
+    /// The last log index applied to this version.
+    pub fn index(&self) -> Index {
+        self.index
+    }
+
+    /// The last index that changed `table`.
+    pub fn table_index(&self, table: Table) -> Index {
+        self.tables.indexes.get(table)
+    }
+
+    /// How many live KV entries and tombstones this version holds.
+    pub fn kv_counts(&self) -> (usize, usize) {
+        (self.tables.kvs.len(), self.tables.tombstones.len())
+    }
+}

@@ -1,0 +1,121 @@
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+
+use crate::command::{Command, KvVerb, Outcome, TxnOp};
+use crate::error::StateError;
+use crate::snapshot::Snapshot;
+use crate::txn::{TxnOutcome, WriteTxn};
+use crate::watch::{Watch, WatchRegistry, WatchSet};
+use crate::Index;
+
+/// The state store: the current version, published atomically; one writer at
+/// a time; watchers woken after each commit.
+pub struct Store {
+    current: ArcSwap<Snapshot>,
+    writer: Mutex<()>,
+    watches: Arc<WatchRegistry>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(()),
+            watches: Arc::default(),
+        }
+    }
+
+    /// The current version. Never blocks, whatever writers are doing.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The last applied index.
+    pub fn index(&self) -> Index {
+        self.current.load().index
+    }
+
+    /// Applies `command` at log index `index`: the one place where state
+    /// changes. Indexes must increase from call to call.
+    pub fn apply(&self, index: Index, command: &Command) -> Result<Outcome, StateError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.load_full();
+        if index <= current.index {
+            return Err(StateError::IndexNotIncreasing {
+                given: index,
+                applied: current.index,
+            });
+        }
+        let mut txn = WriteTxn::new(index, current.tables.clone());
+        let (outcome, keep) = match command {
+            Command::Kv(op) => {
+                let ok = txn.kv_op(op).is_ok();
+                (Outcome::Kv(ok), ok)
+            }
+            Command::Txn(ops) => {
+                let outcome = txn.run(ops);
+                let keep = matches!(outcome, TxnOutcome::Committed(_));
+                (Outcome::Txn(outcome), keep)
+            }
+            Command::ReapTombstones { up_to } => {
+                txn.reap_tombstones(*up_to);
+                (Outcome::Reaped, true)
+            }
+        };
+        let tables = if keep {
+            txn.tables
+        } else {
+            current.tables.clone()
+        };
+        self.current.store(Arc::new(Snapshot { index, tables }));
+        if keep && !txn.changes.rows.is_empty() {
+            self.watches.lock().notify(&txn.changes);
+        }
+        Ok(outcome)
+    }
+
+    /// Runs a transaction of reads against the current version, without a
+    /// log entry. Returns the index of the version it read.
+    pub fn read_txn(&self, ops: &[TxnOp]) -> (Index, TxnOutcome) {
+        debug_assert!(ops.iter().all(|TxnOp::Kv(op)| op.verb.is_read()));
+        let snapshot = self.snapshot();
+        let mut txn = WriteTxn::new(snapshot.index, snapshot.tables.clone());
+        (snapshot.index, txn.run(ops))
+    }
+
+    /// Registers `set`, read from `seen`, for waking. If a newer version
+    /// was published since `seen`, the watch is already fired: the reader
+    /// must read again rather than sleep on what it may have missed.
+    pub fn watch(&self, set: &WatchSet, seen: &Snapshot) -> Watch {
+        let mut registry = self.watches.lock();
+        let stale = self.current.load().index != seen.index;
+        registry.register(&self.watches, set, stale)
+    }
+
+    /// Replaces the whole state with a snapshot made by
+    /// [`Snapshot::to_bytes`], and wakes every watcher.
+    pub fn restore(&self, bytes: &[u8]) -> Result<(), StateError> {
+        let restored = Snapshot::from_bytes(bytes)?;
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.current.store(Arc::new(restored));
+        self.watches.lock().notify_everything();
+        Ok(())
+    }
+}
+
+impl KvVerb {
+    /// Whether `/v1/kv` may send this verb as a single write.
+    pub fn is_kv_write(self) -> bool {
+        matches!(
+            self,
+            KvVerb::Set | KvVerb::Cas | KvVerb::Delete | KvVerb::DeleteCas | KvVerb::DeleteTree
+        )
+    }
+}
