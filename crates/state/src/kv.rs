@@ -55,15 +55,27 @@ impl Snapshot {
             .max(self.table_index(Table::Tombstones))
     }
 
-    /// The highest index of a tombstone under `prefix`, or 0.
+    /// The highest index of a deletion that a read of `prefix` covers: a
+    /// deleted key under it, a deleted tree under it, or a deleted tree
+    /// that contained it. 0 if none.
     fn graveyard_max_index(&self, prefix: &str) -> Index {
-        self.tables
-            .tombstones
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, &index)| index)
+        let below = |map: &imbl::OrdMap<String, Index>| {
+            map.range(prefix.to_owned()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, &index)| index)
+                .max()
+                .unwrap_or(0)
+        };
+        let trees = &self.tables.tree_tombstones;
+        let above = prefix
+            .char_indices()
+            .map(|(i, _)| i)
+            .filter_map(|end| trees.get(&prefix[..end]).copied())
             .max()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        below(&self.tables.tombstones)
+            .max(below(trees))
+            .max(above)
     }
 
     /// One key, and the KV table's index. Watches the key.
@@ -203,13 +215,22 @@ impl WriteTxn {
         }
     }
 
-    /// Deletes every key under `prefix`, leaving a tombstone for each.
+    /// Deletes every key under `prefix`. Like Consul, one tombstone at the
+    /// prefix stands for them all (none for the empty prefix: the table's
+    /// own index already covers every reader).
     pub(crate) fn kv_delete_tree(&mut self, prefix: &str) {
         let doomed: Vec<String> = under(&self.tables.kvs, prefix)
             .map(|(k, _)| k.clone())
             .collect();
-        for key in doomed {
-            self.kv_delete(&key);
+        for key in &doomed {
+            self.tables.kvs.remove(key);
+            self.touch(Table::Kvs, key);
+        }
+        if !doomed.is_empty() && !prefix.is_empty() {
+            self.tables
+                .tree_tombstones
+                .insert(prefix.to_owned(), self.index);
+            self.tables.indexes.set(Table::Tombstones, self.index);
         }
     }
 
@@ -222,17 +243,22 @@ impl WriteTxn {
     /// Drops tombstones at or below `up_to`: they have outlived any client
     /// that could still be blocked on an older index.
     pub(crate) fn reap_tombstones(&mut self, up_to: Index) {
-        let expired: Vec<String> = self
-            .tables
-            .tombstones
-            .iter()
-            .filter(|(_, &index)| index <= up_to)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &expired {
-            self.tables.tombstones.remove(key);
+        let mut reaped = false;
+        for map in [
+            &mut self.tables.tombstones,
+            &mut self.tables.tree_tombstones,
+        ] {
+            let expired: Vec<String> = map
+                .iter()
+                .filter(|(_, &index)| index <= up_to)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &expired {
+                map.remove(key);
+            }
+            reaped |= !expired.is_empty();
         }
-        if !expired.is_empty() {
+        if reaped {
             self.tables.indexes.set(Table::Tombstones, self.index);
         }
     }

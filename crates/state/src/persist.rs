@@ -20,6 +20,7 @@ struct Persisted {
     indexes: TableIndexes,
     kvs: Vec<DirEntry>,
     tombstones: Vec<(String, Index)>,
+    tree_tombstones: Vec<(String, Index)>,
 }
 
 impl Snapshot {
@@ -29,12 +30,8 @@ impl Snapshot {
             index: self.index,
             indexes: self.tables.indexes,
             kvs: self.tables.kvs.values().map(|e| (**e).clone()).collect(),
-            tombstones: self
-                .tables
-                .tombstones
-                .iter()
-                .map(|(k, &i)| (k.clone(), i))
-                .collect(),
+            tombstones: pairs(&self.tables.tombstones),
+            tree_tombstones: pairs(&self.tables.tree_tombstones),
         };
         let mut out = MAGIC.to_vec();
         // Encoding plain owned data into a Vec cannot fail.
@@ -62,9 +59,14 @@ impl Snapshot {
             tables.kvs.insert(entry.key.clone(), Arc::new(entry));
         }
         tables.tombstones = persisted.tombstones.into_iter().collect();
+        tables.tree_tombstones = persisted.tree_tombstones.into_iter().collect();
         Ok(Snapshot {
             index: persisted.index,
             tables,
         })
     }
+}
+
+fn pairs(map: &imbl::OrdMap<String, Index>) -> Vec<(String, Index)> {
+    map.iter().map(|(k, &i)| (k.clone(), i)).collect()
 }

@@ -11,7 +11,11 @@ use crate::Index;
 #[derive(Clone, Default)]
 pub(crate) struct Tables {
     pub(crate) kvs: OrdMap<String, Arc<DirEntry>>,
+    /// Deleted keys, with the index that deleted them.
     pub(crate) tombstones: OrdMap<String, Index>,
+    /// Prefixes removed by a delete-tree: one marker stands for every key
+    /// below it, so it also bounds reads of longer prefixes.
+    pub(crate) tree_tombstones: OrdMap<String, Index>,
     pub(crate) indexes: TableIndexes,
 }
 
@@ -36,6 +40,9 @@ impl Snapshot {
 
     /// How many live KV entries and tombstones this version holds.
     pub fn kv_counts(&self) -> (usize, usize) {
-        (self.tables.kvs.len(), self.tables.tombstones.len())
+        (
+            self.tables.kvs.len(),
+            self.tables.tombstones.len() + self.tables.tree_tombstones.len(),
+        )
     }
 }
