@@ -90,7 +90,7 @@ def isolation_ports_config() -> dict:
     """Consul `ports` for every listener a -dev agent opens besides HTTP.
 
     Consul's -dev mode listens on fixed ports (DNS 8600, serf 8301/8302,
-    server RPC 8300, gRPC 8502/8503); two agents on one machine would collide,
+    server RPC 8300, gRPC 8502); two agents on one machine would collide,
     so every agent the tests start gets its own free ports for them.
     """
     dns, serf_lan, serf_wan, server, grpc = free_ports(5)
@@ -101,7 +101,6 @@ def isolation_ports_config() -> dict:
             "serf_wan": serf_wan,
             "server": server,
             "grpc": grpc,
-            "grpc_tls": -1,
         }
     }
 
@@ -189,6 +188,7 @@ class Agent:
         while True:
             code = self.proc.poll()
             if code is not None:
+                self.stopped_by_test = True  # reported here; teardown need not repeat it
                 raise AgentExited(
                     f"{self.name} exited with code {code} before becoming ready\n"
                     f"args: {self.args}\n{self.logs()}")
@@ -199,6 +199,7 @@ class Agent:
             except (requests.ConnectionError, requests.Timeout, ValueError):
                 pass
             if time.monotonic() >= end:
+                self.stopped_by_test = True
                 self.kill()
                 raise AssertionError(
                     f"{self.name} did not answer GET /v1/status/leader with a leader "
@@ -217,7 +218,7 @@ class Agent:
         except subprocess.TimeoutExpired:
             return None
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -1,1 +1,30 @@
-fn main() {}
+//! `praetor`: one binary that is a Consul-compatible agent and its CLI.
+
+mod agent_cmd;
+mod cli;
+mod client;
+mod kv_cmd;
+mod version_cmd;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let parsed = match cli::parse(args) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let code = match parsed.command {
+        cli::Command::Agent(flags) => agent_cmd::run(flags),
+        cli::Command::Kv(kv) => kv_cmd::run(kv),
+        cli::Command::Version => version_cmd::run(),
+    };
+    ExitCode::from(code)
+}

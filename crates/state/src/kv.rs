@@ -73,9 +73,7 @@ impl Snapshot {
             .filter_map(|end| trees.get(&prefix[..end]).copied())
             .max()
             .unwrap_or(0);
-        below(&self.tables.tombstones)
-            .max(below(trees))
-            .max(above)
+        below(&self.tables.tombstones).max(below(trees)).max(above)
     }
 
     /// One key, and the KV table's index. Watches the key.

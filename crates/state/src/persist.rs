@@ -43,8 +43,8 @@ impl Snapshot {
         let body = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| StateError::InvalidSnapshot("missing header".into()))?;
-        let persisted: Persisted = rmp_serde::from_slice(body)
-            .map_err(|e| StateError::InvalidSnapshot(e.to_string()))?;
+        let persisted: Persisted =
+            rmp_serde::from_slice(body).map_err(|e| StateError::InvalidSnapshot(e.to_string()))?;
         let mut tables = Tables {
             indexes: persisted.indexes,
             ..Tables::default()

@@ -4,9 +4,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use state::{
-    Command, KvOp, KvVerb, Outcome, Store, Table, TxnOp, TxnOutcome, TxnResult, WatchSet,
-};
+use state::{Command, KvOp, KvVerb, Outcome, Store, Table, TxnOp, TxnOutcome, TxnResult, WatchSet};
 
 fn set(key: &str, value: &str) -> Command {
     Command::Kv(KvOp {
@@ -84,12 +82,17 @@ fn snapshot_is_isolated_from_later_writes() {
     let before = store.snapshot();
     store.apply(2, &set("a", "new")).unwrap();
     store.apply(3, &set("b", "x")).unwrap();
-    store.apply(4, &Command::Kv(op(KvVerb::DeleteTree, "", 0))).unwrap();
+    store
+        .apply(4, &Command::Kv(op(KvVerb::DeleteTree, "", 0)))
+        .unwrap();
     let (index, entry) = before.kv_get("a", &mut WatchSet::new());
     assert_eq!(entry.unwrap().value, b"old");
     assert_eq!(index, 1);
     assert_eq!(before.kv_list("", &mut WatchSet::new()).1.len(), 1);
-    assert_eq!(store.snapshot().kv_list("", &mut WatchSet::new()).1.len(), 0);
+    assert_eq!(
+        store.snapshot().kv_list("", &mut WatchSet::new()).1.len(),
+        0
+    );
 }
 
 #[test]
@@ -100,12 +103,16 @@ fn prefix_index_does_not_go_back_after_delete() {
     store.apply(3, &set("other", "1")).unwrap();
     let (before, _) = store.snapshot().kv_list("app/", &mut WatchSet::new());
     assert_eq!(before, 2);
-    store.apply(4, &Command::Kv(op(KvVerb::Delete, "app/b", 0))).unwrap();
+    store
+        .apply(4, &Command::Kv(op(KvVerb::Delete, "app/b", 0)))
+        .unwrap();
     let (after, entries) = store.snapshot().kv_list("app/", &mut WatchSet::new());
     assert_eq!(entries.len(), 1);
     assert_eq!(after, 4);
     // Once the tombstone is reaped the prefix falls back to its entries.
-    store.apply(5, &Command::ReapTombstones { up_to: 4 }).unwrap();
+    store
+        .apply(5, &Command::ReapTombstones { up_to: 4 })
+        .unwrap();
     let snap = store.snapshot();
     assert_eq!(snap.kv_counts(), (2, 0));
     assert_eq!(snap.table_index(Table::Tombstones), 5);
@@ -114,7 +121,10 @@ fn prefix_index_does_not_go_back_after_delete() {
 #[test]
 fn keys_with_separator_list_directories_once() {
     let store = Store::new();
-    for (i, key) in ["web/a", "web/conf/x", "web/conf/y", "web/z"].iter().enumerate() {
+    for (i, key) in ["web/a", "web/conf/x", "web/conf/y", "web/z"]
+        .iter()
+        .enumerate()
+    {
         store.apply(i as u64 + 1, &set(key, "")).unwrap();
     }
     let (_, keys) = store
@@ -141,10 +151,16 @@ fn failed_txn_applies_nothing_and_reports_every_failure() {
     else {
         panic!("transaction should abort");
     };
-    let what: Vec<(usize, &str)> = errors.iter().map(|e| (e.op_index, e.what.as_str())).collect();
+    let what: Vec<(usize, &str)> = errors
+        .iter()
+        .map(|e| (e.op_index, e.what.as_str()))
+        .collect();
     assert_eq!(
         what,
-        [(1, "key \"exists\" exists"), (2, "key \"missing\" doesn't exist")]
+        [
+            (1, "key \"exists\" exists"),
+            (2, "key \"missing\" doesn't exist")
+        ]
     );
     assert_eq!(value_of(&store, "new"), None);
 }
@@ -175,7 +191,9 @@ fn snapshot_bytes_round_trip() {
     let store = Store::new();
     store.apply(1, &set("a", "1")).unwrap();
     store.apply(2, &set("b", "2")).unwrap();
-    store.apply(3, &Command::Kv(op(KvVerb::Delete, "a", 0))).unwrap();
+    store
+        .apply(3, &Command::Kv(op(KvVerb::Delete, "a", 0)))
+        .unwrap();
     let bytes = store.snapshot().to_bytes();
     let other = Store::new();
     other.restore(&bytes).unwrap();
@@ -201,7 +219,10 @@ async fn watch_fires_for_its_key_and_not_for_others() {
     assert!(!watch.has_fired());
     store.apply(2, &set("unrelated", "1")).unwrap();
     store.apply(3, &set("watchedx", "1")).unwrap();
-    assert!(!watch.has_fired(), "unrelated writes must not wake the watch");
+    assert!(
+        !watch.has_fired(),
+        "unrelated writes must not wake the watch"
+    );
     store.apply(4, &set("watched", "2")).unwrap();
     tokio::time::timeout(Duration::from_secs(1), watch.changed())
         .await

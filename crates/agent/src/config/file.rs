@@ -22,38 +22,42 @@ fn format_of(path: &Path) -> Option<Format> {
 }
 
 /// The files a `-config-file` or `-config-dir` argument stands for, in the
-/// order they are merged: a file is itself, a directory is its `.json` and
-/// `.hcl` files in lexical order (not recursing). Other files are skipped
-/// with a warning, as Consul does.
+/// order they are merged: a `.json` or `.hcl` file is itself, a directory is
+/// its `.json` and `.hcl` files in lexical order (not recursing); other
+/// files in a directory are skipped with a warning, as Consul does.
 pub(crate) fn expand(path: &Path, warnings: &mut Vec<String>) -> Result<Vec<PathBuf>, ConfigError> {
     let read_err = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
     };
-    let candidates = if fs::metadata(path).map_err(read_err)?.is_dir() {
-        let mut entries = fs::read_dir(path)
-            .and_then(|dir| dir.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>())
-            .map_err(read_err)?;
-        entries.sort();
-        // `metadata` follows symlinks, so a link to a directory is skipped too.
-        entries.retain(|p| fs::metadata(p).map(|m| !m.is_dir()).unwrap_or(true));
-        entries
-    } else {
-        vec![path.to_owned()]
-    };
-    Ok(candidates
-        .into_iter()
-        .filter(|p| {
-            let keep = format_of(p).is_some();
-            if !keep {
-                warnings.push(format!(
-                    "skipping file {}, extension must be .hcl or .json",
-                    p.display()
-                ));
-            }
-            keep
+    if !fs::metadata(path).map_err(read_err)?.is_dir() {
+        return match format_of(path) {
+            Some(_) => Ok(vec![path.to_owned()]),
+            None => Err(ConfigError::UnknownExtension {
+                path: path.to_owned(),
+            }),
+        };
+    }
+    let mut entries = fs::read_dir(path)
+        .and_then(|dir| {
+            dir.map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
         })
-        .collect())
+        .map_err(read_err)?;
+    entries.sort();
+    // `metadata` follows symlinks, so a link to a directory is skipped too.
+    entries.retain(|p| fs::metadata(p).map(|m| !m.is_dir()).unwrap_or(true));
+    entries.retain(|p| {
+        let keep = format_of(p).is_some();
+        if !keep {
+            warnings.push(format!(
+                "skipping file {}, extension must be .hcl or .json",
+                p.display()
+            ));
+        }
+        keep
+    });
+    Ok(entries)
 }
 
 /// Reads and parses one file. An empty file holds no settings.
@@ -96,7 +100,11 @@ fn hcl_message(err: &hcl::Error) -> String {
             e.location().column(),
             e.message().split_whitespace().collect::<Vec<_>>().join(" ")
         ),
-        other => other.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        other => other
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) enum Kind {
     /// A byte count.
     Size,
     Port,
-    /// A port, or -1 to disable the listener.
+    /// A port, or -1 (or 0) to disable the listener.
     PortOrOff,
     Ip,
     /// One address, a space-separated string of them, or a list of them.
@@ -44,7 +44,7 @@ impl Kind {
                 return Cow::Owned(format!("an integer between {min} and {max}"))
             }
             Kind::Size => "a non-negative integer",
-            Kind::Port => "an integer port 0-65535",
+            Kind::Port => "an integer port 1-65535",
             Kind::PortOrOff => "an integer port 0-65535 or -1",
             Kind::Ip => "an IP address",
             Kind::Addrs => "an IP address or a space-separated list of IP addresses",
@@ -79,7 +79,13 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("advertise_addr", Kind::Ip),
     ("bind_addr", Kind::Ip),
     ("bootstrap", Kind::Bool),
-    ("bootstrap_expect", Kind::Int { min: 0, max: u32::MAX as i64 }),
+    (
+        "bootstrap_expect",
+        Kind::Int {
+            min: 0,
+            max: u32::MAX as i64,
+        },
+    ),
     ("client_addr", Kind::Addrs),
     ("data_dir", Kind::Str),
     ("datacenter", Kind::Str),
@@ -136,8 +142,10 @@ pub(crate) fn walk(tree: &Map<String, Value>) -> Result<Walked, Refusal> {
 
 fn walk_object(map: &Map<String, Value>, prefix: &str, out: &mut Walked) -> Result<(), Refusal> {
     for (name, value) in map {
+        // Consul matches key names case-insensitively.
+        let name = name.to_ascii_lowercase();
         let key = if prefix.is_empty() {
-            name.clone()
+            name
         } else {
             format!("{prefix}.{name}")
         };
@@ -207,9 +215,13 @@ fn parse(kind: Kind, value: &Value) -> Option<Parsed> {
             (min..=max).contains(&n).then_some(Parsed::Int(n))?
         }
         Kind::Size => Parsed::Size(value.as_u64()?),
-        Kind::Port => Parsed::Port(Some(u16::try_from(value.as_i64()?).ok()?)),
+        Kind::Port => match value.as_i64()? {
+            0 => return None,
+            n => Parsed::Port(Some(u16::try_from(n).ok()?)),
+        },
+        // As in Consul, 0 disables a listener just as -1 does.
         Kind::PortOrOff => match value.as_i64()? {
-            -1 => Parsed::Port(None),
+            -1 | 0 => Parsed::Port(None),
             n => Parsed::Port(Some(u16::try_from(n).ok()?)),
         },
         Kind::Ip => Parsed::Ip(value.as_str()?.trim().parse().ok()?),
@@ -287,6 +299,8 @@ mod tests {
             (Kind::PortOrOff, json!(-1), Some(Parsed::Port(None))),
             (Kind::PortOrOff, json!(8500), Some(Parsed::Port(Some(8500)))),
             (Kind::Port, json!(-1), None),
+            (Kind::Port, json!(0), None),
+            (Kind::PortOrOff, json!(0), Some(Parsed::Port(None))),
             (Kind::Port, json!(65536), None),
             (Kind::Port, json!("8500"), None),
             (Kind::Int { min: 1, max: 10 }, json!(11), None),
@@ -324,8 +338,8 @@ mod tests {
         assert_eq!(
             walked.settings,
             vec![
-                ("ports.http", Parsed::Port(Some(1))),
                 ("ports.dns", Parsed::Port(None)),
+                ("ports.http", Parsed::Port(Some(1))),
             ]
         );
         assert_eq!(walked.unimplemented, vec!["telemetry.statsd_address"]);
@@ -333,7 +347,7 @@ mod tests {
 
     #[test]
     fn unknown_nested_key_is_named_by_its_path() {
-        let err = walk_json(json!({"telemetry": {"statsd_addr": "x"}})).unwrap_err();
+        let err = walk_json(json!({"Telemetry": {"statsd_addr": "x"}})).unwrap_err();
         assert_eq!(err, Refusal::UnknownKey("telemetry.statsd_addr".into()));
         let err = walk_json(json!({"ports": 8500})).unwrap_err();
         assert!(matches!(err, Refusal::BadValue { key, .. } if key == "ports"));

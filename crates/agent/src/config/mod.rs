@@ -1,0 +1,510 @@
+//! The agent's configuration: Consul's defaults, `-dev` defaults, JSON and
+//! HCL files, then command-line flags, merged in that order into [`Config`].
+//!
+//! Every source is parsed into one tree shape and checked by one schema
+//! walker (`schema`) before anything is applied, so a bad file changes
+//! nothing: [`load`] returns either a whole `Config` or an error that names
+//! the file, the key and what was expected.
+
+mod file;
+mod flags;
+mod known_keys;
+mod schema;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use flags::AgentFlags;
+use schema::{Parsed, Refusal};
+
+/// Consul's default `limits.kv_max_value_size` and `limits.txn_max_req_len`
+/// (raft's suggested maximum entry size).
+pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 512 * 1024;
+
+/// The agent's configuration after every source is merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node_name: String,
+    /// Lowercased UUID, if one was configured.
+    pub node_id: Option<String>,
+    /// Lowercased, as Consul does.
+    pub datacenter: String,
+    pub dev: bool,
+    pub server: bool,
+    pub bootstrap: bool,
+    /// `None` when unset or 0; 1 turns into `bootstrap`, as in Consul.
+    pub bootstrap_expect: Option<u32>,
+    /// Where the client listeners (HTTP, DNS, gRPC) bind unless
+    /// `addresses` says otherwise.
+    pub client_addrs: Vec<IpAddr>,
+    pub bind_addr: IpAddr,
+    pub advertise_addr: Option<IpAddr>,
+    pub ports: Ports,
+    pub addresses: Addresses,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: LogLevel,
+    pub log_json: bool,
+    pub ui: bool,
+    pub pid_file: Option<PathBuf>,
+    /// Scales Raft timeouts: 1 is fastest, 10 slowest.
+    pub raft_multiplier: u8,
+    pub leave_drain_time: Duration,
+    pub rpc_hold_timeout: Duration,
+    pub enable_script_checks: bool,
+    pub kv_max_value_size: u64,
+    pub txn_max_req_len: u64,
+    /// Consul's default: true for clients, false for servers.
+    pub leave_on_terminate: bool,
+    /// Accepted for compatibility; praetor never checks for updates.
+    pub disable_update_check: bool,
+}
+
+/// Listener ports; `None` is a disabled listener (`-1` in Consul).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub http: Option<u16>,
+    pub dns: Option<u16>,
+    pub server: u16,
+    pub serf_lan: u16,
+    pub serf_wan: u16,
+    pub https: Option<u16>,
+    pub grpc: Option<u16>,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            http: Some(8500),
+            dns: Some(8600),
+            server: 8300,
+            serf_lan: 8301,
+            serf_wan: 8302,
+            https: None,
+            grpc: None,
+        }
+    }
+}
+
+/// Per-listener bind addresses; `None` falls back to `client_addrs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addresses {
+    pub http: Option<Vec<IpAddr>>,
+    pub dns: Option<Vec<IpAddr>>,
+    pub https: Option<Vec<IpAddr>>,
+    pub grpc: Option<Vec<IpAddr>>,
+}
+
+/// Consul's log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Err,
+}
+
+impl LogLevel {
+    /// The level as a `tracing` filter directive.
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Err => "error",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Err => "ERR",
+        })
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    /// Case-insensitive, with the spellings Consul accepts.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "trace" => Ok(LogLevel::Trace),
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warn" | "warning" => Ok(LogLevel::Warn),
+            "err" | "error" => Ok(LogLevel::Err),
+            _ => Err(format!("invalid log level {s:?}")),
+        }
+    }
+}
+
+impl Default for Config {
+    /// Consul's defaults, without a node name.
+    fn default() -> Self {
+        Config {
+            node_name: String::new(),
+            node_id: None,
+            datacenter: "dc1".to_owned(),
+            dev: false,
+            server: false,
+            bootstrap: false,
+            bootstrap_expect: None,
+            client_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            bind_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            advertise_addr: None,
+            ports: Ports::default(),
+            addresses: Addresses::default(),
+            data_dir: None,
+            log_level: LogLevel::Info,
+            log_json: false,
+            ui: false,
+            pid_file: None,
+            raft_multiplier: 5,
+            leave_drain_time: Duration::from_secs(5),
+            rpc_hold_timeout: Duration::from_secs(7),
+            enable_script_checks: false,
+            kv_max_value_size: DEFAULT_MAX_REQUEST_SIZE,
+            txn_max_req_len: DEFAULT_MAX_REQUEST_SIZE,
+            leave_on_terminate: true,
+            disable_update_check: false,
+        }
+    }
+}
+
+impl Config {
+    /// Consul's `-dev` defaults on top of the normal ones.
+    fn dev() -> Self {
+        Config {
+            dev: true,
+            server: true,
+            ui: true,
+            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            log_level: LogLevel::Debug,
+            raft_multiplier: 1,
+            ports: Ports {
+                grpc: Some(8502),
+                ..Ports::default()
+            },
+            ..Config::default()
+        }
+    }
+
+    /// Where the HTTP API listens; empty if it is disabled.
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.listener(self.ports.http, &self.addresses.http)
+    }
+
+    /// Where the DNS interface listens; empty if it is disabled.
+    pub fn dns_addrs(&self) -> Vec<SocketAddr> {
+        self.listener(self.ports.dns, &self.addresses.dns)
+    }
+
+    /// Where the HTTPS API listens; empty if it is disabled.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.listener(self.ports.https, &self.addresses.https)
+    }
+
+    /// Where the gRPC interface listens; empty if it is disabled.
+    pub fn grpc_addrs(&self) -> Vec<SocketAddr> {
+        self.listener(self.ports.grpc, &self.addresses.grpc)
+    }
+
+    fn listener(&self, port: Option<u16>, addrs: &Option<Vec<IpAddr>>) -> Vec<SocketAddr> {
+        let Some(port) = port else { return Vec::new() };
+        addrs
+            .as_deref()
+            .unwrap_or(&self.client_addrs)
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect()
+    }
+
+    /// Sets the field a schema key names. Returns false for a key/value
+    /// pair the schema cannot produce.
+    fn apply(&mut self, key: &str, value: Parsed) -> bool {
+        use Parsed as P;
+        match (key, value) {
+            ("node_name", P::Str(v)) => self.node_name = v,
+            ("node_id", P::Str(v)) => self.node_id = Some(v),
+            ("datacenter", P::Str(v)) => self.datacenter = v,
+            ("data_dir", P::Str(v)) => self.data_dir = Some(v.into()),
+            ("pid_file", P::Str(v)) => self.pid_file = Some(v.into()),
+            ("server", P::Bool(v)) => self.server = v,
+            ("bootstrap", P::Bool(v)) => self.bootstrap = v,
+            ("ui" | "ui_config.enabled", P::Bool(v)) => self.ui = v,
+            ("log_json", P::Bool(v)) => self.log_json = v,
+            ("enable_script_checks", P::Bool(v)) => self.enable_script_checks = v,
+            ("leave_on_terminate", P::Bool(v)) => self.leave_on_terminate = v,
+            ("disable_update_check", P::Bool(v)) => self.disable_update_check = v,
+            ("bootstrap_expect", P::Int(v)) => {
+                self.bootstrap_expect = u32::try_from(v).ok().filter(|n| *n > 0)
+            }
+            ("performance.raft_multiplier", P::Int(v)) => {
+                self.raft_multiplier = u8::try_from(v).unwrap_or(u8::MAX)
+            }
+            ("performance.leave_drain_time", P::Duration(v)) => self.leave_drain_time = v,
+            ("performance.rpc_hold_timeout", P::Duration(v)) => self.rpc_hold_timeout = v,
+            ("limits.kv_max_value_size", P::Size(v)) => self.kv_max_value_size = v,
+            ("limits.txn_max_req_len", P::Size(v)) => self.txn_max_req_len = v,
+            ("log_level", P::LogLevel(v)) => self.log_level = v,
+            ("bind_addr", P::Ip(v)) => self.bind_addr = v,
+            ("advertise_addr", P::Ip(v)) => self.advertise_addr = Some(v),
+            ("client_addr", P::Addrs(v)) => self.client_addrs = v,
+            ("addresses.http", P::Addrs(v)) => self.addresses.http = Some(v),
+            ("addresses.dns", P::Addrs(v)) => self.addresses.dns = Some(v),
+            ("addresses.https", P::Addrs(v)) => self.addresses.https = Some(v),
+            ("addresses.grpc", P::Addrs(v)) => self.addresses.grpc = Some(v),
+            ("ports.http", P::Port(v)) => self.ports.http = v,
+            ("ports.dns", P::Port(v)) => self.ports.dns = v,
+            ("ports.https", P::Port(v)) => self.ports.https = v,
+            ("ports.grpc", P::Port(v)) => self.ports.grpc = v,
+            ("ports.server", P::Port(Some(v))) => self.ports.server = v,
+            ("ports.serf_lan", P::Port(Some(v))) => self.ports.serf_lan = v,
+            ("ports.serf_wan", P::Port(Some(v))) => self.ports.serf_wan = v,
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// A merged configuration and the warnings met on the way (keys accepted
+/// without effect, skipped files, risky settings), for the caller to log.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    /// A command-line flag, by its name without dashes.
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Flag(name) => write!(f, "flag -{name}"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded. Each renders as one line.
+#[derive(thiserror::Error, Debug)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("file {} has unknown extension; must be .hcl or .json", path.display())]
+    UnknownExtension { path: PathBuf },
+    #[error("{}: syntax error: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("{origin}: unknown configuration key \"{key}\"")]
+    UnknownKey { origin: Origin, key: String },
+    #[error("{origin}: key \"{key}\": expected {expected}, found {found}")]
+    BadValue {
+        origin: Origin,
+        key: String,
+        expected: String,
+        found: String,
+    },
+    /// The merged settings contradict each other or a required one is
+    /// missing; the text is Consul's.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ConfigError {
+    fn refused(origin: Origin, refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::UnknownKey(key) => ConfigError::UnknownKey { origin, key },
+            Refusal::BadValue {
+                key,
+                expected,
+                found,
+            } => ConfigError::BadValue {
+                origin,
+                key,
+                expected: expected.into_owned(),
+                found,
+            },
+        }
+    }
+}
+
+/// Builds the configuration from `flags` and the files they name.
+pub fn load(flags: &AgentFlags) -> Result<Loaded, ConfigError> {
+    load_with_hostname(flags, hostname)
+}
+
+fn load_with_hostname(
+    flags: &AgentFlags,
+    hostname: impl FnOnce() -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+
+    // Read and check every source before applying any of them.
+    let mut sources = Vec::new();
+    for path in flags.config_file.iter().chain(&flags.config_dir) {
+        for file in file::expand(path, &mut warnings)? {
+            let tree = file::read(&file)?;
+            sources.push((Origin::File(file), tree));
+        }
+    }
+    sources.extend(
+        flags
+            .sources()
+            .into_iter()
+            .map(|(flag, tree)| (Origin::Flag(flag), tree)),
+    );
+    let mut checked = Vec::with_capacity(sources.len());
+    for (origin, tree) in sources {
+        let walked = schema::walk(&tree).map_err(|r| ConfigError::refused(origin.clone(), r))?;
+        for key in &walked.unimplemented {
+            warnings.push(format!(
+                "config key \"{key}\" in {origin} is accepted but not yet implemented by praetor; it has no effect"
+            ));
+        }
+        if let Origin::File(path) = &origin {
+            if walked.settings.iter().any(|(k, _)| *k == "ui") {
+                warnings.push(format!(
+                    "{}: the \"ui\" key is deprecated; use \"ui_config.enabled\" instead",
+                    path.display()
+                ));
+            }
+        }
+        checked.push(walked.settings);
+    }
+
+    let mut config = if flags.dev {
+        Config::dev()
+    } else {
+        Config::default()
+    };
+    let mut leave_on_terminate = None;
+    for (key, value) in checked.into_iter().flatten() {
+        if let ("leave_on_terminate", Parsed::Bool(v)) = (key, &value) {
+            leave_on_terminate = Some(*v);
+        }
+        let applied = config.apply(key, value);
+        debug_assert!(applied, "schema key {key} has no field");
+    }
+    config.leave_on_terminate = leave_on_terminate.unwrap_or(!config.server);
+    finish(&mut config, hostname, &mut warnings)?;
+    Ok(Loaded { config, warnings })
+}
+
+/// Defaults that depend on other settings, and Consul's cross-checks.
+fn finish(
+    c: &mut Config,
+    hostname: impl FnOnce() -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+    c.datacenter = c.datacenter.to_ascii_lowercase();
+    if c.datacenter.is_empty() {
+        return invalid("datacenter cannot be empty".into());
+    }
+    if !c
+        .datacenter
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return invalid(format!(
+            "datacenter cannot be {:?}. Please use only [a-z0-9-_]",
+            c.datacenter
+        ));
+    }
+    match &c.data_dir {
+        None if !c.dev => return invalid("data_dir cannot be empty".into()),
+        Some(dir) if dir.as_os_str().is_empty() && !c.dev => {
+            return invalid("data_dir cannot be empty".into())
+        }
+        Some(dir) if Path::new(dir).exists() && !dir.is_dir() => {
+            return invalid(format!("data_dir {:?} is not a directory", dir.display()))
+        }
+        _ => {}
+    }
+    if c.node_name.is_empty() {
+        c.node_name = hostname().unwrap_or_default();
+    }
+    if c.node_name.is_empty() {
+        return invalid("node_name cannot be empty".into());
+    }
+    if c.advertise_addr.is_some_and(|ip| ip.is_unspecified()) {
+        return invalid("Advertise address cannot be 0.0.0.0, :: or [::]".into());
+    }
+
+    if let Some(n) = c.bootstrap_expect {
+        if !c.server {
+            return invalid("'bootstrap_expect > 0' requires server mode".into());
+        }
+        if c.dev {
+            return invalid("'bootstrap_expect > 0' not allowed in dev mode".into());
+        }
+        if c.bootstrap {
+            return invalid(
+                "'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive".into(),
+            );
+        }
+        match n {
+            1 => {
+                warnings.push(
+                    "BootstrapExpect is set to 1; this is the same as Bootstrap mode.".into(),
+                );
+                c.bootstrap_expect = None;
+                c.bootstrap = true;
+            }
+            2 => warnings.push(
+                "bootstrap_expect = 2: A cluster with 2 servers will provide no failure tolerance"
+                    .into(),
+            ),
+            n if n % 2 == 0 => warnings.push(format!(
+                "bootstrap_expect = {n}: A cluster with an even number of servers does not achieve optimum fault tolerance"
+            )),
+            _ => {}
+        }
+        if n > 1 {
+            warnings.push(format!("bootstrap_expect > 0: expecting {n} servers"));
+        }
+    }
+    if c.bootstrap && !c.server {
+        return invalid("'bootstrap = true' requires server mode".into());
+    }
+    if c.bootstrap && !c.dev {
+        warnings.push("bootstrap = true: do not enable unless necessary".into());
+    }
+    // A dev server forms a cluster of one on its own.
+    if c.dev && c.server {
+        c.bootstrap = true;
+    }
+    Ok(())
+}
+
+/// The machine's host name, as Consul's default node name.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+}
+
+#[cfg(test)]
+mod tests;

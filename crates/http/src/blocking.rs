@@ -1,0 +1,56 @@
+//! The blocking-query loop shared by every read endpoint.
+
+use std::time::Duration;
+
+use agent::Agent;
+use rand::Rng;
+use state::{Index, Snapshot, WatchSet};
+
+use crate::params::QueryOptions;
+
+/// Consul adds up to `wait / 16` of random delay so that many clients with
+/// the same wait do not all return, and come back, at once.
+const JITTER_FRACTION: u32 = 16;
+
+/// Runs `query` against the current state. With a `min_index`, it re-runs
+/// the query each time a row it read changes, until the result's index
+/// passes `min_index`, the wait (plus jitter) runs out, or the agent stops;
+/// then it returns the latest result. The index is never below 1.
+pub async fn run<T>(
+    agent: &Agent,
+    options: &QueryOptions,
+    mut query: impl FnMut(&Snapshot, &mut WatchSet) -> (Index, T),
+) -> (Index, T) {
+    let store = agent.store();
+    let first = store.snapshot();
+    let mut watches = WatchSet::new();
+    let (mut index, mut result) = query(&first, &mut watches);
+    if options.min_index == 0 || index > options.min_index {
+        return (index.max(1), result);
+    }
+    let deadline = tokio::time::Instant::now() + with_jitter(options.wait);
+    let mut seen = first;
+    loop {
+        let watch = store.watch(&watches, &seen);
+        tokio::select! {
+            _ = watch.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => return (index.max(1), result),
+            _ = agent.stopping() => return (index.max(1), result),
+        }
+        seen = store.snapshot();
+        watches = WatchSet::new();
+        (index, result) = query(&seen, &mut watches);
+        if index > options.min_index {
+            return (index.max(1), result);
+        }
+    }
+}
+
+fn with_jitter(wait: Duration) -> Duration {
+    let spread = wait / JITTER_FRACTION;
+    if spread.is_zero() {
+        return wait;
+    }
+    let extra = rand::rng().random_range(0..spread.as_nanos().min(u64::MAX as u128) as u64);
+    wait + Duration::from_nanos(extra)
+}

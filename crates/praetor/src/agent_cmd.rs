@@ -1,0 +1,132 @@
+//! `praetor agent`: load the configuration, start the listeners, run until
+//! a signal or `/v1/agent/leave`, then stop cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::config::{self, AgentFlags, Config};
+use agent::{Agent, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION};
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+/// How often the tombstone reaper looks at the graveyard.
+const REAP_TICK: Duration = Duration::from_secs(30);
+
+pub fn run(flags: AgentFlags) -> u8 {
+    let loaded = match config::load(&flags) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("==> {error}");
+            return 1;
+        }
+    };
+    init_logging(&loaded.config);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("==> cannot start the runtime: {error}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(loaded.config)) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("==> {error:#}");
+            1
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(config.log_level.as_filter());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if config.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let http_addrs = config.http_addrs();
+    let mut listeners = Vec::new();
+    for addr in &http_addrs {
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("Error starting agent: failed to listen on HTTP address {addr}")
+        })?;
+        listeners.push(listener);
+    }
+    let pid_file = config.pid_file.clone();
+    if let Some(path) = &pid_file {
+        std::fs::write(path, std::process::id().to_string()).with_context(|| {
+            format!(
+                "Error starting agent: could not write pid file {}",
+                path.display()
+            )
+        })?;
+    }
+    let agent = Agent::new(config);
+    let c = agent.config();
+    tracing::info!(
+        version = PRAETOR_VERSION,
+        consul_api = CONSUL_COMPATIBLE_VERSION,
+        node = %c.node_name,
+        node_id = agent.node_id(),
+        datacenter = %c.datacenter,
+        server = c.server,
+        dev = c.dev,
+        "praetor agent running"
+    );
+    for addr in &http_addrs {
+        tracing::info!(%addr, "HTTP API listening");
+    }
+    tokio::spawn(Arc::clone(&agent).reap_tombstones(REAP_TICK));
+    tokio::spawn(stop_on_signal(Arc::clone(&agent)));
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(http_api::serve(listener, Arc::clone(&agent))))
+        .collect();
+    agent.stopping().await;
+    tracing::info!("agent: shutting down");
+    for server in servers {
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "HTTP server stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "HTTP server task failed"),
+            Err(_) => tracing::warn!("HTTP server did not drain in time"),
+        }
+    }
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("agent: shutdown complete");
+    Ok(())
+}
+
+/// SIGINT and SIGTERM both stop the agent gracefully.
+async fn stop_on_signal(agent: Arc<Agent>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => tracing::info!("caught signal: interrupt"),
+        _ = terminate.recv() => tracing::info!("caught signal: terminated"),
+        _ = agent.stopping() => return,
+    }
+    agent.leave();
+}

@@ -1,0 +1,254 @@
+//! The command line, Consul style: Go's flag syntax (`-flag`, `-flag=v`,
+//! `-flag v`, flags before arguments) on top of clap.
+
+use agent::config::AgentFlags;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "praetor",
+    about = "Service discovery and configuration: a drop-in Consul agent",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs an agent.
+    Agent(AgentFlags),
+    /// Reads and writes the key/value store.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Prints the version.
+    Version,
+}
+
+/// Flags every command that talks to an agent's HTTP API takes.
+#[derive(Args, Clone, Debug, Default)]
+pub struct HttpFlags {
+    /// The agent's HTTP address (default: $CONSUL_HTTP_ADDR or 127.0.0.1:8500).
+    #[arg(long = "http-addr")]
+    pub http_addr: Option<String>,
+    /// An ACL token (accepted; ACLs arrive later).
+    #[arg(long)]
+    pub token: Option<String>,
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Read from any server instead of the leader.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub stale: Option<bool>,
+}
+
+#[derive(Subcommand)]
+pub enum KvCommand {
+    /// Reads a key, or the keys under a prefix.
+    Get(KvGet),
+    /// Writes a key.
+    Put(KvPut),
+    /// Deletes a key, or every key under a prefix.
+    Delete(KvDelete),
+    /// Prints the keys under a prefix as JSON.
+    Export(KvExport),
+    /// Writes keys from JSON made by `kv export`.
+    Import(KvImport),
+}
+
+#[derive(Args)]
+pub struct KvGet {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub base64: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub detailed: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub keys: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub recurse: bool,
+    #[arg(long, default_value = "/")]
+    pub separator: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KvPut {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub cas: bool,
+    #[arg(long, default_value_t = 0)]
+    pub flags: u64,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub base64: bool,
+    #[arg(long = "modify-index", default_value_t = 0)]
+    pub modify_index: u64,
+    #[arg(long, default_value = "")]
+    pub session: String,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub acquire: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub release: bool,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KvDelete {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub cas: bool,
+    #[arg(long = "modify-index", default_value_t = 0)]
+    pub modify_index: u64,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub recurse: bool,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KvExport {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KvImport {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+pub fn parse(args: Vec<String>) -> Result<Cli, clap::Error> {
+    let command = Cli::command();
+    let args = go_style(&command, args);
+    let matches = command.try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// Rewrites Go-style flags for clap: `-name[=v]` becomes `--name[=v]` for
+/// the flags the command defines, a flag's separate value is passed through
+/// untouched, and the first plain argument ends the flags (as in Go), so
+/// later arguments that start with `-` are data.
+fn go_style(root: &clap::Command, args: Vec<String>) -> Vec<String> {
+    let mut args = args.into_iter();
+    let mut out: Vec<String> = args.next().into_iter().collect();
+    let mut command = root;
+    let mut rest: Vec<String> = Vec::new();
+    for arg in args.by_ref() {
+        match command.find_subcommand(&arg) {
+            Some(sub) => {
+                out.push(arg);
+                command = sub;
+            }
+            None => {
+                rest.push(arg);
+                break;
+            }
+        }
+    }
+    rest.extend(args);
+    let mut rest = rest.into_iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            out.push(arg);
+            out.extend(rest.by_ref());
+            break;
+        }
+        let name = arg
+            .strip_prefix("--")
+            .or_else(|| arg.strip_prefix('-'))
+            .filter(|n| !n.is_empty() && arg != "-");
+        let Some(name) = name else {
+            out.push("--".to_owned());
+            out.push(arg);
+            out.extend(rest.by_ref());
+            break;
+        };
+        let (flag, inline_value) = match name.split_once('=') {
+            Some((f, _)) => (f, true),
+            None => (name, false),
+        };
+        if matches!(flag, "h" | "help") {
+            out.push("--help".to_owned());
+            continue;
+        }
+        let defined = command.get_arguments().find(|a| a.get_long() == Some(flag));
+        out.push(format!("--{name}"));
+        if let Some(defined) = defined {
+            let optional_value = defined
+                .get_num_args()
+                .is_some_and(|range| range.min_values() == 0);
+            if !inline_value && !optional_value {
+                if let Some(value) = rest.next() {
+                    out.push(value);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(line: &str) -> Vec<String> {
+        go_style(
+            &Cli::command(),
+            line.split(' ').map(str::to_owned).collect(),
+        )
+    }
+
+    #[test]
+    fn go_flags_become_clap_flags() {
+        assert_eq!(
+            rewrite("praetor agent -dev -http-port 8501 -node=n1"),
+            [
+                "praetor",
+                "agent",
+                "--dev",
+                "--http-port",
+                "8501",
+                "--node=n1"
+            ]
+        );
+    }
+
+    #[test]
+    fn first_argument_ends_flags() {
+        assert_eq!(
+            rewrite("praetor kv put -flags 5 key -value"),
+            ["praetor", "kv", "put", "--flags", "5", "--", "key", "-value"]
+        );
+        assert_eq!(
+            rewrite("praetor kv put key -"),
+            ["praetor", "kv", "put", "--", "key", "-"]
+        );
+    }
+
+    #[test]
+    fn parses_agent_flags() {
+        let cli = parse(
+            "praetor agent -dev -config-file a.json -config-file b.hcl"
+                .split(' ')
+                .map(str::to_owned)
+                .collect(),
+        )
+        .unwrap();
+        let Command::Agent(flags) = cli.command else {
+            panic!("expected agent")
+        };
+        assert!(flags.dev);
+        assert_eq!(flags.config_file.len(), 2);
+    }
+}
