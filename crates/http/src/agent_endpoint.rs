@@ -14,7 +14,7 @@ use crate::params::Params;
 use crate::reply;
 
 pub async fn self_(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
-    if let Err(refused) = reply::allow(&method, &["GET"]) {
+    if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
         return refused;
     }
     let params = Params::parse(uri.query());
@@ -103,7 +103,7 @@ pub async fn self_(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
 /// Leaves and stops the agent; answers first with an empty 200, which the
 /// graceful shutdown lets reach the client.
 pub async fn leave(State(agent): State<Arc<Agent>>, method: Method) -> Response {
-    if let Err(refused) = reply::allow(&method, &["PUT"]) {
+    if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
         return refused;
     }
     tracing::info!("agent: leave requested over HTTP");

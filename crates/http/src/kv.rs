@@ -13,7 +13,7 @@ use state::{Command, DirEntry, KvOp, KvVerb, Outcome};
 
 use crate::blocking;
 use crate::error::HttpError;
-use crate::params::{parse_consistency, Params, QueryOptions};
+use crate::params::{Params, QueryOptions};
 use crate::reply::{self, QueryMeta};
 
 const METHODS: &[&str] = &["GET", "PUT", "DELETE"];
@@ -54,7 +54,7 @@ pub async fn endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refused) = reply::allow(&method, METHODS) {
+    if let Some(refused) = reply::refuse_method(&method, METHODS) {
         return refused;
     }
     let key = key_of(&uri);
@@ -157,7 +157,7 @@ async fn put(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
-    parse_consistency(params)?;
+    QueryOptions::parse(params)?;
     if key.is_empty() {
         return Err(missing_key());
     }
@@ -203,7 +203,7 @@ async fn put(
 }
 
 async fn delete(agent: &Agent, key: &str, params: &Params) -> Result<Response, HttpError> {
-    parse_consistency(params)?;
+    QueryOptions::parse(params)?;
     conflicting(params, &["recurse", "cas"])?;
     let recurse = params.has("recurse");
     if !recurse && key.is_empty() {

@@ -66,9 +66,9 @@ impl QueryMeta {
 
 /// Refuses methods an endpoint does not serve, as Consul does: `OPTIONS`
 /// lists them, anything else is a 405 naming the method.
-pub fn allow(method: &Method, allowed: &[&str]) -> Result<(), Response> {
+pub fn refuse_method(method: &Method, allowed: &[&str]) -> Option<Response> {
     if allowed.contains(&method.as_str()) {
-        return Ok(());
+        return None;
     }
     let allow = format!("OPTIONS,{}", allowed.join(","));
     let mut response = if method == Method::OPTIONS {
@@ -83,7 +83,7 @@ pub fn allow(method: &Method, allowed: &[&str]) -> Result<(), Response> {
     if let Ok(value) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(header::ALLOW, value);
     }
-    Err(response)
+    Some(response)
 }
 
 /// A 200 with no body (what `/v1/agent/leave` answers).

@@ -10,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use crate::params::{parse_consistency, Params};
 use crate::reply;
 
-fn checked(method: &Method, uri: &Uri) -> Result<Params, Response> {
-    reply::allow(method, &["GET"])?;
+fn checked(method: &Method, uri: &Uri) -> Result<Params, Box<Response>> {
+    if let Some(refused) = reply::refuse_method(method, &["GET"]) {
+        return Err(Box::new(refused));
+    }
     let params = Params::parse(uri.query());
-    parse_consistency(&params).map_err(IntoResponse::into_response)?;
+    parse_consistency(&params).map_err(|e| Box::new(e.into_response()))?;
     Ok(params)
 }
 
@@ -24,7 +26,7 @@ pub async fn leader(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -
             &agent.leader_address(),
             reply::pretty(agent.config().dev, &params),
         ),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -35,6 +37,6 @@ pub async fn peers(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
             &agent.peers(),
             reply::pretty(agent.config().dev, &params),
         ),
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }

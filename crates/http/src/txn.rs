@@ -70,7 +70,7 @@ pub async fn endpoint(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refused) = reply::allow(&method, &["PUT"]) {
+    if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
         return refused;
     }
     let params = Params::parse(uri.query());

@@ -18,12 +18,12 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Runs an agent.
-    Agent(AgentFlags),
+    Agent(Box<AgentFlags>),
     /// Reads and writes the key/value store.
     #[command(subcommand)]
     Kv(KvCommand),
     /// Prints the version.
-    Version,
+    Version(VersionArgs),
 }
 
 /// Flags every command that talks to an agent's HTTP API takes.
@@ -40,6 +40,13 @@ pub struct HttpFlags {
     /// Read from any server instead of the leader.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub stale: Option<bool>,
+}
+
+#[derive(Args)]
+pub struct VersionArgs {
+    /// `pretty` or `json`.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
 }
 
 #[derive(Subcommand)]
@@ -128,18 +135,29 @@ pub struct KvImport {
     pub args: Vec<String>,
 }
 
-pub fn parse(args: Vec<String>) -> Result<Cli, clap::Error> {
+/// Why the command line was refused.
+pub enum ParseError {
+    /// Help or usage text from clap (help goes to stdout and exits 0).
+    Clap(clap::Error),
+    /// A flag the command does not define, reported as Go's flag package
+    /// does.
+    UndefinedFlag(String),
+}
+
+pub fn parse(args: Vec<String>) -> Result<Cli, ParseError> {
     let command = Cli::command();
-    let args = go_style(&command, args);
-    let matches = command.try_get_matches_from(args)?;
-    Cli::from_arg_matches(&matches)
+    let args = go_style(&command, args).map_err(ParseError::UndefinedFlag)?;
+    let matches = command
+        .try_get_matches_from(args)
+        .map_err(ParseError::Clap)?;
+    Cli::from_arg_matches(&matches).map_err(ParseError::Clap)
 }
 
 /// Rewrites Go-style flags for clap: `-name[=v]` becomes `--name[=v]` for
 /// the flags the command defines, a flag's separate value is passed through
 /// untouched, and the first plain argument ends the flags (as in Go), so
 /// later arguments that start with `-` are data.
-fn go_style(root: &clap::Command, args: Vec<String>) -> Vec<String> {
+fn go_style(root: &clap::Command, args: Vec<String>) -> Result<Vec<String>, String> {
     let mut args = args.into_iter();
     let mut out: Vec<String> = args.next().into_iter().collect();
     let mut command = root;
@@ -182,20 +200,20 @@ fn go_style(root: &clap::Command, args: Vec<String>) -> Vec<String> {
             out.push("--help".to_owned());
             continue;
         }
-        let defined = command.get_arguments().find(|a| a.get_long() == Some(flag));
+        let Some(defined) = command.get_arguments().find(|a| a.get_long() == Some(flag)) else {
+            return Err(format!("flag provided but not defined: -{flag}"));
+        };
         out.push(format!("--{name}"));
-        if let Some(defined) = defined {
-            let optional_value = defined
-                .get_num_args()
-                .is_some_and(|range| range.min_values() == 0);
-            if !inline_value && !optional_value {
-                if let Some(value) = rest.next() {
-                    out.push(value);
-                }
+        let optional_value = defined
+            .get_num_args()
+            .is_some_and(|range| range.min_values() == 0);
+        if !inline_value && !optional_value {
+            if let Some(value) = rest.next() {
+                out.push(value);
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -207,6 +225,7 @@ mod tests {
             &Cli::command(),
             line.split(' ').map(str::to_owned).collect(),
         )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -244,7 +263,7 @@ mod tests {
                 .map(str::to_owned)
                 .collect(),
         )
-        .unwrap();
+        .unwrap_or_else(|_| panic!("agent flags should parse"));
         let Command::Agent(flags) = cli.command else {
             panic!("expected agent")
         };

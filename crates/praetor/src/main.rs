@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let parsed = match cli::parse(args) {
         Ok(parsed) => parsed,
-        Err(error) => {
+        Err(cli::ParseError::Clap(error)) => {
             let _ = error.print();
             return if error.use_stderr() {
                 ExitCode::from(1)
@@ -20,11 +20,16 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             };
         }
+        Err(cli::ParseError::UndefinedFlag(message)) => {
+            eprintln!("{message}");
+            eprintln!("Run 'praetor --help' for usage.");
+            return ExitCode::from(1);
+        }
     };
     let code = match parsed.command {
-        cli::Command::Agent(flags) => agent_cmd::run(flags),
+        cli::Command::Agent(flags) => agent_cmd::run(*flags),
         cli::Command::Kv(kv) => kv_cmd::run(kv),
-        cli::Command::Version => version_cmd::run(),
+        cli::Command::Version(args) => version_cmd::run(&args.format),
     };
     ExitCode::from(code)
 }
