@@ -24,6 +24,11 @@ pub fn run(flags: AgentFlags) -> u8 {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    if !loaded.config.dev {
+        tracing::warn!(
+            "this agent keeps its state in memory only: replicated, durable servers arrive with the consensus work"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

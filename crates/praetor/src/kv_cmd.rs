@@ -222,8 +222,14 @@ fn load_data(data: &str) -> Result<Vec<u8>, Failure> {
     Ok(data.as_bytes().to_vec())
 }
 
-async fn write_bool(client: &ApiClient, path: &str, body: Vec<u8>) -> Result<bool, String> {
-    let answer = client.send(Method::PUT, path, body).await?;
+/// A KV write (`PUT` or `DELETE`), which answers `true` or `false`.
+async fn write_bool(
+    client: &ApiClient,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<bool, String> {
+    let answer = client.send(method, path, body).await?;
     if answer.status != StatusCode::OK {
         return Err(answer.unexpected());
     }
@@ -273,7 +279,7 @@ async fn put(c: KvPut) -> Outcome {
     }
     let result = match invalid {
         Some(message) => Err(message),
-        None => write_bool(&client, &path, value).await,
+        None => write_bool(&client, Method::PUT, &path, value).await,
     };
     if c.cas {
         return match result {
@@ -336,7 +342,14 @@ async fn delete(c: KvDelete) -> Outcome {
     let client = connect(&c.http)?;
     let base = format!("/v1/kv/{}", escape_key(&key));
     if c.recurse {
-        return match write_delete(&client, &format!("{base}?recurse")).await {
+        return match write_bool(
+            &client,
+            Method::DELETE,
+            &format!("{base}?recurse"),
+            Vec::new(),
+        )
+        .await
+        {
             Err(e) => fail(format!("Error! Did not delete prefix {key}: {e}")),
             Ok(_) => {
                 println!("Success! Deleted keys with prefix: {key}");
@@ -345,7 +358,14 @@ async fn delete(c: KvDelete) -> Outcome {
         };
     }
     if c.cas {
-        return match write_delete(&client, &format!("{base}?cas={}", c.modify_index)).await {
+        return match write_bool(
+            &client,
+            Method::DELETE,
+            &format!("{base}?cas={}", c.modify_index),
+            Vec::new(),
+        )
+        .await
+        {
             Err(e) => fail(format!("Error! Did not delete key {key}: {e}")),
             Ok(false) => fail(format!("Error! Did not delete key {key}: CAS failed")),
             Ok(true) => {
@@ -354,21 +374,13 @@ async fn delete(c: KvDelete) -> Outcome {
             }
         };
     }
-    match write_delete(&client, &base).await {
+    match write_bool(&client, Method::DELETE, &base, Vec::new()).await {
         Err(e) => fail(format!("Error deleting key {key}: {e}")),
         Ok(_) => {
             println!("Success! Deleted key: {key}");
             Ok(())
         }
     }
-}
-
-async fn write_delete(client: &ApiClient, path: &str) -> Result<bool, String> {
-    let answer = client.send(Method::DELETE, path, Vec::new()).await?;
-    if answer.status != StatusCode::OK {
-        return Err(answer.unexpected());
-    }
-    serde_json::from_slice(&answer.body).map_err(|e| e.to_string())
 }
 
 /// One exported pair, in `consul kv export`'s shape.
@@ -444,7 +456,7 @@ async fn import(c: KvImport) -> Outcome {
         if entry.flags != 0 {
             path.push_str(&format!("?flags={}", entry.flags));
         }
-        write_bool(&client, &path, value)
+        write_bool(&client, Method::PUT, &path, value)
             .await
             .map_err(|e| Failure(format!("Error! Failed writing data for key {key}: {e}")))?;
         println!("Imported: {key}");
