@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use agent::Agent;
 use rand::Rng;
-use state::{Index, Snapshot, WatchSet};
+use state::{Index, Snapshot, Store, WatchSet};
 
 use crate::params::QueryOptions;
 
@@ -22,24 +22,21 @@ pub async fn run<T>(
     mut query: impl FnMut(&Snapshot, &mut WatchSet) -> (Index, T),
 ) -> (Index, T) {
     let store = agent.store();
-    let first = store.snapshot();
     let mut watches = WatchSet::new();
-    let (mut index, mut result) = query(&first, &mut watches);
+    let (mut index, mut result, mut seen) = read(store, &mut watches, &mut query);
     if options.min_index == 0 || index > options.min_index {
         return (index.max(1), result);
     }
     let deadline = tokio::time::Instant::now() + with_jitter(options.wait);
-    let mut seen = first;
     loop {
-        let watch = store.watch(&watches, &seen);
+        let watch = store.watch(&watches, seen);
         tokio::select! {
             _ = watch.changed() => {}
             _ = tokio::time::sleep_until(deadline) => return (index.max(1), result),
             _ = agent.stopping() => return (index.max(1), result),
         }
-        seen = store.snapshot();
         watches = WatchSet::new();
-        (index, result) = query(&seen, &mut watches);
+        (index, result, seen) = read(store, &mut watches, &mut query);
         if index > options.min_index {
             return (index.max(1), result);
         }
@@ -53,4 +50,16 @@ fn with_jitter(wait: Duration) -> Duration {
     }
     let extra = rand::rng().random_range(0..spread.as_nanos().min(u64::MAX as u128) as u64);
     wait + Duration::from_nanos(extra)
+}
+
+/// One run of the query on the current version. Only the version's index
+/// outlives the call, so a waiting query does not keep old state alive.
+fn read<T>(
+    store: &Store,
+    watches: &mut WatchSet,
+    query: &mut impl FnMut(&Snapshot, &mut WatchSet) -> (Index, T),
+) -> (Index, T, Index) {
+    let snapshot = store.snapshot();
+    let (index, result) = query(&snapshot, watches);
+    (index, result, snapshot.index())
 }

@@ -9,6 +9,7 @@ mod agent_endpoint;
 mod blocking;
 pub mod decode;
 mod error;
+mod http1;
 mod kv;
 mod params;
 mod reply;
@@ -41,8 +42,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
 /// Serves the API on `listener` until the agent stops; in-flight requests
 /// (blocking queries included, which return early) finish first.
 pub async fn serve(listener: TcpListener, agent: Arc<Agent>) -> std::io::Result<()> {
-    let stopping = Arc::clone(&agent);
-    axum::serve(listener, router(agent))
-        .with_graceful_shutdown(async move { stopping.stopping().await })
-        .await
+    let config = agent.config();
+    // Bodies beyond the largest a handler accepts are refused unread.
+    let max_body = config.kv_max_value_size.max(config.txn_max_req_len);
+    let max_body = usize::try_from(max_body).unwrap_or(usize::MAX);
+    http1::serve(listener, router(Arc::clone(&agent)), agent, max_body).await;
+    Ok(())
 }

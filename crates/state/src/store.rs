@@ -90,12 +90,14 @@ impl Store {
         (snapshot.index, txn.run(ops))
     }
 
-    /// Registers `set`, read from `seen`, for waking. If a newer version
-    /// was published since `seen`, the watch is already fired: the reader
-    /// must read again rather than sleep on what it may have missed.
-    pub fn watch(&self, set: &WatchSet, seen: &Snapshot) -> Watch {
+    /// Registers `set`, read from the version at index `seen`, for waking.
+    /// If a newer version was published since, the watch is already fired:
+    /// the reader must read again rather than sleep on what it may have
+    /// missed. Taking the index, not the snapshot, lets a waiting reader
+    /// drop its version instead of pinning it.
+    pub fn watch(&self, set: &WatchSet, seen: Index) -> Watch {
         let mut registry = self.watches.lock();
-        let stale = self.current.load().index != seen.index;
+        let stale = self.current.load().index != seen;
         registry.register(&self.watches, set, stale)
     }
 

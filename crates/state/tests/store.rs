@@ -215,7 +215,7 @@ async fn watch_fires_for_its_key_and_not_for_others() {
     let snap = store.snapshot();
     let mut ws = WatchSet::new();
     snap.kv_get("watched", &mut ws);
-    let watch = store.watch(&ws, &snap);
+    let watch = store.watch(&ws, snap.index());
     assert!(!watch.has_fired());
     store.apply(2, &set("unrelated", "1")).unwrap();
     store.apply(3, &set("watchedx", "1")).unwrap();
@@ -235,7 +235,7 @@ async fn prefix_watch_fires_for_keys_below_it() {
     let snap = store.snapshot();
     let mut ws = WatchSet::new();
     snap.kv_list("svc/", &mut ws);
-    let watch = store.watch(&ws, &snap);
+    let watch = store.watch(&ws, snap.index());
     store.apply(1, &set("svcx", "1")).unwrap();
     assert!(!watch.has_fired());
     store.apply(2, &set("svc/a/b", "1")).unwrap();
@@ -249,7 +249,7 @@ fn watch_registered_after_a_newer_write_fires_at_once() {
     let mut ws = WatchSet::new();
     snap.kv_get("k", &mut ws);
     store.apply(1, &set("k", "1")).unwrap();
-    assert!(store.watch(&ws, &snap).has_fired());
+    assert!(store.watch(&ws, snap.index()).has_fired());
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn watch_set_falls_back_to_table_above_limit() {
         snap.kv_get(key, &mut ws);
     }
     assert_eq!(ws.scopes(), [state::WatchScope::Table(Table::Kvs)]);
-    let watch = store.watch(&ws, &snap);
+    let watch = store.watch(&ws, snap.index());
     store.apply(1, &set("zzz", "1")).unwrap();
     assert!(watch.has_fired(), "a table watch fires for any row");
 }
@@ -272,7 +272,7 @@ fn dropped_watch_unregisters() {
     let snap = store.snapshot();
     let mut ws = WatchSet::new();
     snap.kv_get("k", &mut ws);
-    drop(store.watch(&ws, &snap));
+    drop(store.watch(&ws, snap.index()));
     // Nothing to observe but the absence of a panic or leak on commit.
     store.apply(1, &set("k", "1")).unwrap();
 }
