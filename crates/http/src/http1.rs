@@ -393,7 +393,7 @@ fn framing(headers: &HeaderMap) -> Result<Option<Framing>, Refusal> {
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .last();
+            .next_back();
         return match last {
             Some(t) if t.eq_ignore_ascii_case("chunked") => Ok(Some(Framing::Chunked)),
             _ => Err(bad("unsupported transfer encoding")),
