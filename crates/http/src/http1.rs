@@ -392,8 +392,7 @@ fn framing(headers: &HeaderMap) -> Result<Option<Framing>, Refusal> {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .next_back();
+            .rfind(|t| !t.is_empty());
         return match last {
             Some(t) if t.eq_ignore_ascii_case("chunked") => Ok(Some(Framing::Chunked)),
             _ => Err(bad("unsupported transfer encoding")),
