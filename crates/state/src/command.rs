@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{CatalogError, Deregistration, Registration};
 use crate::txn::TxnOutcome;
 use crate::Index;
 
@@ -15,6 +16,10 @@ pub enum Command {
     Txn(Vec<TxnOp>),
     /// Forget tombstones at or below `up_to` (issued by the tombstone reaper).
     ReapTombstones { up_to: Index },
+    /// `/v1/catalog/register` and the agent's anti-entropy.
+    Register(Registration),
+    /// `/v1/catalog/deregister` and the agent's anti-entropy.
+    Deregister(Deregistration),
 }
 
 /// What applying a command produced.
@@ -24,6 +29,8 @@ pub enum Outcome {
     Kv(bool),
     Txn(TxnOutcome),
     Reaped,
+    /// A catalog write: done, or refused with Consul's reason.
+    Catalog(Result<(), CatalogError>),
 }
 
 /// One operation of a transaction.

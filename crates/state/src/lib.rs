@@ -11,6 +11,7 @@
 //! every change (the Raft log index), which becomes `ModifyIndex` and
 //! `X-Consul-Index`.
 
+mod catalog;
 mod command;
 mod error;
 mod kv;
@@ -21,6 +22,10 @@ mod table;
 mod txn;
 mod watch;
 
+pub use catalog::{
+    CatalogError, CheckServiceNode, Deregistration, HealthCheck, Node, Registration,
+    ServiceAddress, ServiceInstance, Weights,
+};
 pub use command::{Command, KvOp, KvVerb, Outcome, TxnOp};
 pub use error::StateError;
 pub use kv::DirEntry;

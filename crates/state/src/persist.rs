@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{HealthCheck, Node, ServiceInstance};
 use crate::error::StateError;
 use crate::kv::DirEntry;
 use crate::snapshot::{Snapshot, Tables};
@@ -12,7 +13,7 @@ use crate::table::TableIndexes;
 use crate::Index;
 
 /// Leads every snapshot, so a foreign or future file is refused, not misread.
-const MAGIC: &[u8; 8] = b"PRSTATE1";
+const MAGIC: &[u8; 8] = b"PRSTATE2";
 
 #[derive(Serialize, Deserialize)]
 struct Persisted {
@@ -21,17 +22,26 @@ struct Persisted {
     kvs: Vec<DirEntry>,
     tombstones: Vec<(String, Index)>,
     tree_tombstones: Vec<(String, Index)>,
+    nodes: Vec<Node>,
+    services: Vec<ServiceInstance>,
+    checks: Vec<HealthCheck>,
+    named_indexes: Vec<(String, Index)>,
 }
 
 impl Snapshot {
     /// Encodes this version. Runs on a snapshot, so it never holds up writes.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let catalog = &self.tables.catalog;
         let persisted = Persisted {
             index: self.index,
             indexes: self.tables.indexes,
             kvs: self.tables.kvs.values().map(|e| (**e).clone()).collect(),
             tombstones: pairs(&self.tables.tombstones),
             tree_tombstones: pairs(&self.tables.tree_tombstones),
+            nodes: catalog.nodes.values().map(|n| (**n).clone()).collect(),
+            services: catalog.services.values().map(|s| (**s).clone()).collect(),
+            checks: catalog.checks.values().map(|c| (**c).clone()).collect(),
+            named_indexes: pairs(&catalog.named),
         };
         let mut out = MAGIC.to_vec();
         // Encoding plain owned data into a Vec cannot fail.
@@ -60,6 +70,33 @@ impl Snapshot {
         }
         tables.tombstones = persisted.tombstones.into_iter().collect();
         tables.tree_tombstones = persisted.tree_tombstones.into_iter().collect();
+        let catalog = &mut tables.catalog;
+        for node in persisted.nodes {
+            catalog
+                .nodes
+                .insert(node.name.to_lowercase(), Arc::new(node));
+        }
+        for service in persisted.services {
+            let node_key = service.node.to_lowercase();
+            catalog.services_by_name.insert(
+                (
+                    service.service.to_lowercase(),
+                    node_key.clone(),
+                    service.id.clone(),
+                ),
+                (),
+            );
+            catalog
+                .services
+                .insert((node_key, service.id.clone()), Arc::new(service));
+        }
+        for check in persisted.checks {
+            catalog.checks.insert(
+                (check.node.to_lowercase(), check.check_id.clone()),
+                Arc::new(check),
+            );
+        }
+        catalog.named = persisted.named_indexes.into_iter().collect();
         Ok(Snapshot {
             index: persisted.index,
             tables,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use crate::catalog::CatalogTables;
 use crate::kv::DirEntry;
 use crate::table::{Table, TableIndexes};
 use crate::Index;
@@ -16,6 +17,7 @@ pub(crate) struct Tables {
     /// Prefixes removed by a delete-tree: one marker stands for every key
     /// below it, so it also bounds reads of longer prefixes.
     pub(crate) tree_tombstones: OrdMap<String, Index>,
+    pub(crate) catalog: CatalogTables,
     pub(crate) indexes: TableIndexes,
 }
 

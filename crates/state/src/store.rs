@@ -68,6 +68,16 @@ impl Store {
                 txn.reap_tombstones(*up_to);
                 (Outcome::Reaped, true)
             }
+            Command::Register(registration) => {
+                let result = txn.register(registration);
+                let keep = result.is_ok();
+                (Outcome::Catalog(result), keep)
+            }
+            Command::Deregister(deregistration) => {
+                let result = txn.deregister(deregistration);
+                let keep = result.is_ok();
+                (Outcome::Catalog(result), keep)
+            }
         };
         let tables = if keep {
             txn.tables

@@ -10,11 +10,23 @@ pub enum Table {
     Kvs,
     /// Markers left by deleted keys so a prefix's index never goes back.
     Tombstones,
+    /// Catalog nodes.
+    Nodes,
+    /// Service instances registered on nodes.
+    Services,
+    /// Health checks, of nodes and of service instances.
+    Checks,
 }
 
 impl Table {
-    pub const COUNT: usize = 2;
-    pub const ALL: [Table; Table::COUNT] = [Table::Kvs, Table::Tombstones];
+    pub const COUNT: usize = 5;
+    pub const ALL: [Table; Table::COUNT] = [
+        Table::Kvs,
+        Table::Tombstones,
+        Table::Nodes,
+        Table::Services,
+        Table::Checks,
+    ];
 
     pub(crate) fn slot(self) -> usize {
         self as usize
@@ -25,6 +37,9 @@ impl Table {
         match self {
             Table::Kvs => "kvs",
             Table::Tombstones => "tombstones",
+            Table::Nodes => "nodes",
+            Table::Services => "services",
+            Table::Checks => "checks",
         }
     }
 }

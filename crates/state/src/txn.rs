@@ -47,6 +47,13 @@ impl WriteTxn {
     /// Records that `key` of `table` changed at this transaction's index.
     pub(crate) fn touch(&mut self, table: Table, key: &str) {
         self.tables.indexes.set(table, self.index);
+        self.mark(table, key);
+    }
+
+    /// Records that readers of `key` in `table` must look again, without
+    /// moving the table's index (a node change, say, is news to the
+    /// readers of every service on it).
+    pub(crate) fn mark(&mut self, table: Table, key: &str) {
         let count = &mut self.changes.per_table[table.slot()];
         *count += 1;
         if *count <= CHANGE_TRACKING_LIMIT {
