@@ -1,7 +1,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use state::{Command, Index, Outcome, StateError, Store, Table};
+use std::collections::BTreeMap;
+
+use state::{
+    Command, HealthCheck, Index, Node, Outcome, Registration, ServiceInstance, StateError, Store,
+    Table,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -27,7 +32,7 @@ pub enum AgentError {
 pub struct Agent {
     config: Config,
     node_id: String,
-    store: Store,
+    store: Arc<Store>,
     log: LocalLog,
     shutdown: CancellationToken,
     started: Instant,
@@ -39,7 +44,7 @@ impl Agent {
         Arc::new(Agent {
             config,
             node_id,
-            store: Store::new(),
+            store: Arc::new(Store::new()),
             log: LocalLog::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
@@ -58,6 +63,11 @@ impl Agent {
         &self.store
     }
 
+    /// The store, for servers (DNS) that outlive a borrow of the agent.
+    pub fn shared_store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -71,18 +81,71 @@ impl Agent {
     /// The Raft address of the leader, as `/v1/status/leader` reports it.
     /// A dev agent leads itself.
     pub fn leader_address(&self) -> String {
-        let ip = self.config.advertise_addr.unwrap_or(self.config.bind_addr);
-        let ip = if ip.is_unspecified() {
-            std::net::IpAddr::from([127, 0, 0, 1])
-        } else {
-            ip
-        };
-        std::net::SocketAddr::new(ip, self.config.ports.server).to_string()
+        std::net::SocketAddr::new(self.advertise_ip(), self.config.ports.server).to_string()
     }
 
     /// The Raft addresses of every voting server.
     pub fn peers(&self) -> Vec<String> {
         vec![self.leader_address()]
+    }
+
+    /// The address other nodes reach this agent at.
+    pub fn advertise_ip(&self) -> std::net::IpAddr {
+        let ip = self.config.advertise_addr.unwrap_or(self.config.bind_addr);
+        if ip.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            ip
+        }
+    }
+
+    /// Puts this agent's node in the catalog with its `serfHealth` check,
+    /// and, on a server, the `consul` service, as Consul's leader does for
+    /// every member.
+    pub async fn register_self(&self) -> Result<(), AgentError> {
+        let address = self.advertise_ip().to_string();
+        let tagged_addresses = BTreeMap::from([
+            ("lan".to_owned(), address.clone()),
+            (format!("lan_{}", ip_family(&address)), address.clone()),
+            ("wan".to_owned(), address.clone()),
+            (format!("wan_{}", ip_family(&address)), address.clone()),
+        ]);
+        let node = Node {
+            id: self.node_id.clone(),
+            name: self.config.node_name.clone(),
+            address,
+            datacenter: self.config.datacenter.clone(),
+            tagged_addresses,
+            meta: BTreeMap::from([("consul-network-segment".to_owned(), String::new())]),
+            ..Node::default()
+        };
+        let serf_health = HealthCheck {
+            check_id: SERF_CHECK_ID.to_owned(),
+            name: SERF_CHECK_NAME.to_owned(),
+            status: "passing".to_owned(),
+            output: SERF_ALIVE_OUTPUT.to_owned(),
+            check_type: String::new(),
+            ..HealthCheck::default()
+        };
+        let service = self.config.server.then(|| ServiceInstance {
+            id: "consul".to_owned(),
+            service: "consul".to_owned(),
+            port: self.config.ports.server,
+            ..ServiceInstance::default()
+        });
+        let registration = Registration {
+            node,
+            skip_node_update: false,
+            service,
+            checks: vec![serf_health],
+        };
+        match self.apply(Command::Register(registration)).await? {
+            (_, Outcome::Catalog(Err(error))) => {
+                tracing::warn!(%error, "could not register this agent in the catalog");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Asks the agent to leave and stop; every server loop watches
@@ -117,6 +180,19 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// The check every member carries, passing while gossip finds it alive.
+pub const SERF_CHECK_ID: &str = "serfHealth";
+pub const SERF_CHECK_NAME: &str = "Serf Health Status";
+pub const SERF_ALIVE_OUTPUT: &str = "Agent alive and reachable";
+
+fn ip_family(address: &str) -> &'static str {
+    if address.contains(':') {
+        "ipv6"
+    } else {
+        "ipv4"
     }
 }
 

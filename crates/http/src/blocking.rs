@@ -63,3 +63,23 @@ fn read<T>(
     let (index, result) = query(&snapshot, watches);
     (index, result, snapshot.index())
 }
+
+/// A read endpoint's whole answer: parse the query options, run `query`
+/// (blocking if asked), and render the result as JSON with Consul's query
+/// headers.
+pub async fn respond<T>(
+    agent: &Agent,
+    params: &crate::params::Params,
+    query: impl FnMut(&Snapshot, &mut WatchSet) -> (Index, T),
+    render: impl FnOnce(&T, bool) -> axum::response::Response,
+) -> Result<axum::response::Response, crate::error::HttpError> {
+    let options = QueryOptions::parse(params)?;
+    crate::params::check_datacenter(agent, params)?;
+    let (index, result) = run(agent, &options, query).await;
+    let pretty = crate::reply::pretty(agent.config().dev, params);
+    let meta = crate::reply::QueryMeta {
+        index,
+        consistency: options.consistency,
+    };
+    Ok(meta.on(render(&result, pretty)))
+}

@@ -7,12 +7,15 @@
 
 mod agent_endpoint;
 mod blocking;
+mod catalog;
 pub mod decode;
 mod error;
+mod health;
 mod http1;
 mod kv;
 mod params;
 mod reply;
+mod shapes;
 mod status;
 mod txn;
 
@@ -33,6 +36,28 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/txn", any(txn::endpoint))
         .route("/v1/status/leader", any(status::leader))
         .route("/v1/status/peers", any(status::peers))
+        .route("/v1/catalog/register", any(catalog::register))
+        .route("/v1/catalog/deregister", any(catalog::deregister))
+        .route("/v1/catalog/datacenters", any(catalog::datacenters))
+        .route("/v1/catalog/nodes", any(catalog::nodes))
+        .route("/v1/catalog/services", any(catalog::services))
+        .route("/v1/catalog/service/", any(catalog::service))
+        .route("/v1/catalog/service/{*name}", any(catalog::service))
+        .route("/v1/catalog/node/", any(catalog::node))
+        .route("/v1/catalog/node/{*name}", any(catalog::node))
+        .route("/v1/catalog/node-services/", any(catalog::node_services))
+        .route(
+            "/v1/catalog/node-services/{*name}",
+            any(catalog::node_services),
+        )
+        .route("/v1/health/node/", any(health::node))
+        .route("/v1/health/node/{*name}", any(health::node))
+        .route("/v1/health/checks/", any(health::checks))
+        .route("/v1/health/checks/{*name}", any(health::checks))
+        .route("/v1/health/state/", any(health::state))
+        .route("/v1/health/state/{*name}", any(health::state))
+        .route("/v1/health/service/", any(health::service))
+        .route("/v1/health/service/{*name}", any(health::service))
         .route("/v1/agent/self", any(agent_endpoint::self_))
         .route("/v1/agent/leave", any(agent_endpoint::leave))
         .fallback(reply::not_found)

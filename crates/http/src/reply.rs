@@ -32,6 +32,11 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T, pretty: bool) -> Respon
     }
 }
 
+/// A 200 with a JSON body.
+pub fn ok<T: Serialize>(value: &T, pretty: bool) -> Response {
+    json(StatusCode::OK, value, pretty)
+}
+
 /// Whether JSON should be indented: always for a dev agent, else on
 /// `?pretty`.
 pub fn pretty(dev: bool, params: &Params) -> bool {

@@ -95,6 +95,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for addr in &http_addrs {
         tracing::info!(%addr, "HTTP API listening");
     }
+    agent
+        .register_self()
+        .await
+        .context("Error starting agent: could not register this node")?;
     tokio::spawn(Arc::clone(&agent).reap_tombstones(REAP_TICK));
     tokio::spawn(stop_on_signal(Arc::clone(&agent)));
     let servers: Vec<_> = listeners

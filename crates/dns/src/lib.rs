@@ -1,0 +1,68 @@
+//! Praetor's DNS interface: Consul's names answered from the catalog.
+//!
+//! `<node>.node[.<dc>].<domain>`, `[<tag>.]<service>.service[.<dc>].<domain>`,
+//! RFC 2782 `_<service>._<tag|tcp>.service[.<dc>].<domain>`,
+//! `<hex-ip>.addr[.<dc>].<domain>`, reverse (`in-addr.arpa`, `ip6.arpa`)
+//! lookups of catalog addresses, and SOA/NS for the domain. Every query reads
+//! one state-store [`Snapshot`](state::Snapshot) taken for it, so DNS never
+//! holds a lock a writer waits on. Names outside the domain go to the
+//! configured recursors.
+//!
+//! The answering logic ([`catalog_answer`](answer)) is synchronous and does no
+//! IO; [`serve`] is the thin hickory shell around it.
+
+mod answer;
+mod config;
+mod handler;
+mod name;
+mod recursor;
+mod trim;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+
+pub use config::{DnsConfig, SoaConfig};
+pub use handler::CatalogDns;
+
+/// Where each query gets the catalog version it answers from.
+pub type SnapshotSource = Arc<dyn Fn() -> Arc<state::Snapshot> + Send + Sync>;
+
+/// A [`SnapshotSource`] reading `store`.
+pub fn snapshots_of(store: Arc<state::Store>) -> SnapshotSource {
+    Arc::new(move || store.snapshot())
+}
+
+/// How long an idle TCP connection is kept before it is closed.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Outgoing responses buffered per TCP connection.
+const TCP_RESPONSE_BUFFER: usize = 32;
+
+/// Serves DNS on `udp` and `tcp` from the catalog that `snapshots` reads,
+/// until `shutdown` resolves; then stops accepting and returns once the
+/// queries in flight are answered.
+pub async fn serve(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    snapshots: SnapshotSource,
+    config: DnsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handler = CatalogDns::new(snapshots, config);
+    let mut server = Server::new(handler);
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    let token = server.shutdown_token().clone();
+    tokio::select! {
+        () = shutdown => token.cancel(),
+        done = server.block_until_done() => return done.map_err(std::io::Error::other),
+    }
+    server
+        .block_until_done()
+        .await
+        .map_err(std::io::Error::other)
+}
