@@ -139,7 +139,10 @@ impl Agent {
             service,
             checks: vec![serf_health],
         };
-        match self.apply(Command::Register(registration)).await? {
+        match self
+            .apply(Command::Register(Box::new(registration)))
+            .await?
+        {
             (_, Outcome::Catalog(Err(error))) => {
                 tracing::warn!(%error, "could not register this agent in the catalog");
                 Ok(())

@@ -353,7 +353,7 @@ pub async fn register(
         let reg = registration(&agent, decoded(&bytes)?)?;
         apply_catalog(
             &agent,
-            Command::Register(reg),
+            Command::Register(Box::new(reg)),
             reply::pretty(agent.config().dev, &params),
         )
         .await
@@ -471,7 +471,7 @@ pub async fn services(State(agent): State<Arc<Agent>>, method: Method, uri: Uri)
                 }
                 (index.max(node_index), out)
             },
-            |services, pretty| reply::ok(services, pretty),
+            reply::ok,
         )
         .await
     }

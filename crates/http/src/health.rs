@@ -22,16 +22,16 @@ fn frame(
     uri: &Uri,
     prefix: &str,
     missing: &str,
-) -> Result<(Params, String), Response> {
+) -> Result<(Params, String), Box<Response>> {
     if let Some(refused) = reply::refuse_method(method, &["GET"]) {
-        return Err(refused);
+        return Err(Box::new(refused));
     }
     let params = Params::parse(uri.query());
     let name = tail(uri, prefix);
     if name.is_empty() {
-        return Err(HttpError::bad_request(missing).into_response());
+        return Err(Box::new(HttpError::bad_request(missing).into_response()));
     }
-    refuse_filter(&params).map_err(IntoResponse::into_response)?;
+    refuse_filter(&params).map_err(|e| Box::new(e.into_response()))?;
     Ok((params, name))
 }
 
@@ -43,7 +43,7 @@ fn checks_reply(checks: &[Arc<state::HealthCheck>], pretty: bool) -> Response {
 pub async fn node(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     let (params, name) = match frame(&method, &uri, "/v1/health/node/", "Missing node name") {
         Ok(framed) => framed,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     blocking::respond(
         &agent,
@@ -58,7 +58,7 @@ pub async fn node(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> 
 pub async fn checks(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     let (params, name) = match frame(&method, &uri, "/v1/health/checks/", "Missing service name") {
         Ok(framed) => framed,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let filters = node_meta_filters(&params);
     blocking::respond(
@@ -86,7 +86,7 @@ pub async fn checks(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -
 pub async fn state(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     let (params, wanted) = match frame(&method, &uri, "/v1/health/state/", "Missing check state") {
         Ok(framed) => framed,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     blocking::respond(
         &agent,
@@ -112,7 +112,7 @@ fn passing_only(params: &Params) -> Result<bool, HttpError> {
 pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     let (params, name) = match frame(&method, &uri, "/v1/health/service/", "Missing service name") {
         Ok(framed) => framed,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let passing = match passing_only(&params) {
         Ok(p) => p,

@@ -197,6 +197,39 @@ pub fn parse_go_duration(raw: &str) -> Option<Duration> {
     Some(Duration::from_nanos(total.min(u64::MAX as f64) as u64))
 }
 
+/// Only the local datacenter is reachable until WAN federation lands; other
+/// names get Consul's answer for an unknown datacenter.
+pub fn check_datacenter(agent: &agent::Agent, params: &Params) -> Result<(), HttpError> {
+    match params.get("dc").filter(|dc| !dc.is_empty()) {
+        Some(dc) if !dc.eq_ignore_ascii_case(&agent.config().datacenter) => {
+            Err(HttpError::internal("No path to datacenter"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `node-meta=key:value` filters; all must match.
+pub fn node_meta_filters(params: &Params) -> Vec<(String, String)> {
+    params
+        .get_all("node-meta")
+        .map(|f| match f.split_once(':') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (f.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// Consul's filter expressions are not supported yet; refusing them beats
+/// answering unfiltered.
+pub fn refuse_filter(params: &Params) -> Result<(), HttpError> {
+    if params.get("filter").is_some_and(|f| !f.is_empty()) {
+        return Err(HttpError::bad_request(
+            "Failed to create boolean expression evaluator: filter expressions are not supported by praetor yet",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,37 +266,4 @@ mod tests {
             "Cannot specify ?stale with ?consistent, conflicting semantics."
         );
     }
-}
-
-/// Only the local datacenter is reachable until WAN federation lands; other
-/// names get Consul's answer for an unknown datacenter.
-pub fn check_datacenter(agent: &agent::Agent, params: &Params) -> Result<(), HttpError> {
-    match params.get("dc").filter(|dc| !dc.is_empty()) {
-        Some(dc) if !dc.eq_ignore_ascii_case(&agent.config().datacenter) => {
-            Err(HttpError::internal("No path to datacenter"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// `node-meta=key:value` filters; all must match.
-pub fn node_meta_filters(params: &Params) -> Vec<(String, String)> {
-    params
-        .get_all("node-meta")
-        .map(|f| match f.split_once(':') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (f.to_owned(), String::new()),
-        })
-        .collect()
-}
-
-/// Consul's filter expressions are not supported yet; refusing them beats
-/// answering unfiltered.
-pub fn refuse_filter(params: &Params) -> Result<(), HttpError> {
-    if params.get("filter").is_some_and(|f| !f.is_empty()) {
-        return Err(HttpError::bad_request(
-            "Failed to create boolean expression evaluator: filter expressions are not supported by praetor yet",
-        ));
-    }
-    Ok(())
 }

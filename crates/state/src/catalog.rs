@@ -153,6 +153,12 @@ pub struct Deregistration {
     pub check_id: Option<String>,
 }
 
+/// A service instance and the node it is on.
+pub type ServiceOnNode = (Arc<ServiceInstance>, Arc<Node>);
+
+/// A node and the service instances registered on it.
+pub type NodeWithServices = (Arc<Node>, Vec<Arc<ServiceInstance>>);
+
 /// One instance with its node and every check that applies to it: the
 /// node's own checks first, then the service's.
 #[derive(Clone, Debug)]
@@ -514,18 +520,14 @@ impl Snapshot {
     /// Every instance of the service `name` (any case), with its node.
     /// Index: the service's own row; once it has no instances, the last
     /// extinction; never registered, the services and nodes tables.
-    pub fn service_nodes(
-        &self,
-        name: &str,
-        ws: &mut WatchSet,
-    ) -> (Index, Vec<(Arc<ServiceInstance>, Arc<Node>)>) {
+    pub fn service_nodes(&self, name: &str, ws: &mut WatchSet) -> (Index, Vec<ServiceOnNode>) {
         let key = lower(name);
         ws.add_key(Table::Services, &key);
         let out = self.instances(&key);
         (self.service_index(&key, false), out)
     }
 
-    fn instances(&self, name_key: &str) -> Vec<(Arc<ServiceInstance>, Arc<Node>)> {
+    fn instances(&self, name_key: &str) -> Vec<ServiceOnNode> {
         let catalog = &self.tables.catalog;
         catalog
             .services_by_name
@@ -561,7 +563,7 @@ impl Snapshot {
         &self,
         name: &str,
         ws: &mut WatchSet,
-    ) -> (Index, Option<(Arc<Node>, Vec<Arc<ServiceInstance>>)>) {
+    ) -> (Index, Option<NodeWithServices>) {
         let key = lower(name);
         ws.add_key(Table::Nodes, &key);
         let index = self

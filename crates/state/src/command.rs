@@ -17,7 +17,7 @@ pub enum Command {
     /// Forget tombstones at or below `up_to` (issued by the tombstone reaper).
     ReapTombstones { up_to: Index },
     /// `/v1/catalog/register` and the agent's anti-entropy.
-    Register(Registration),
+    Register(Box<Registration>),
     /// `/v1/catalog/deregister` and the agent's anti-entropy.
     Deregister(Deregistration),
 }

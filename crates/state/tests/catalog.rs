@@ -36,7 +36,10 @@ fn check(id: &str, service_id: &str, status: &str) -> HealthCheck {
 }
 
 fn register(store: &Store, index: u64, reg: Registration) -> Result<(), CatalogError> {
-    match store.apply(index, &Command::Register(reg)).unwrap() {
+    match store
+        .apply(index, &Command::Register(Box::new(reg)))
+        .unwrap()
+    {
         Outcome::Catalog(result) => result,
         other => panic!("unexpected {other:?}"),
     }
