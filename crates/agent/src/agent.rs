@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
@@ -7,10 +7,13 @@ use state::{
     Command, HealthCheck, Index, Node, Outcome, Registration, ServiceInstance, StateError, Store,
     Table,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
+use crate::checks::{CheckScheduler, CheckUpdate};
 use crate::config::Config;
 use crate::local_log::LocalLog;
+use crate::local_state::LocalState;
 use crate::tombstone_reaper::TombstoneReaper;
 
 /// The Consul release whose API praetor answers like; clients that check
@@ -36,11 +39,17 @@ pub struct Agent {
     log: LocalLog,
     shutdown: CancellationToken,
     started: Instant,
+    local: Mutex<LocalState>,
+    local_changed: tokio::sync::Notify,
+    /// Runs the checks; their results arrive on `check_updates`.
+    checks: Mutex<Option<CheckScheduler>>,
+    check_updates: Mutex<Option<UnboundedReceiver<CheckUpdate>>>,
 }
 
 impl Agent {
     pub fn new(config: Config) -> Arc<Agent> {
         let node_id = config.node_id.clone().unwrap_or_else(random_uuid);
+        let (updates_tx, updates_rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Agent {
             config,
             node_id,
@@ -48,6 +57,10 @@ impl Agent {
             log: LocalLog::default(),
             shutdown: CancellationToken::new(),
             started: Instant::now(),
+            local: Mutex::new(LocalState::default()),
+            local_changed: tokio::sync::Notify::new(),
+            checks: Mutex::new(Some(CheckScheduler::new(updates_tx))),
+            check_updates: Mutex::new(Some(updates_rx)),
         })
     }
 
@@ -70,6 +83,70 @@ impl Agent {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// This agent's own services and checks, for reading.
+    pub fn local_state(&self) -> MutexGuard<'_, LocalState> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the local state and wakes anti-entropy if anything changed.
+    pub fn update_local<T>(&self, change: impl FnOnce(&mut LocalState) -> T) -> T {
+        let mut local = self.local_state();
+        let before = local.version();
+        let result = change(&mut local);
+        let changed = local.version() != before;
+        drop(local);
+        if changed {
+            self.local_changed.notify_one();
+        }
+        result
+    }
+
+    /// The check scheduler (held briefly: starting or stopping a check).
+    pub(crate) fn check_scheduler(&self) -> SchedulerGuard<'_> {
+        SchedulerGuard(self.checks.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records check results in the local state until the agent stops;
+    /// also deregisters services whose check stayed critical too long.
+    pub async fn run_checks(self: Arc<Self>) {
+        let Some(mut updates) = self
+            .check_updates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let mut reaper = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                update = updates.recv() => {
+                    let Some(update) = update else { return };
+                    self.update_local(|local| {
+                        local.update_check(&update.check_id, update.status.as_str(), &update.output)
+                    });
+                }
+                _ = reaper.tick() => {
+                    let expired = self.local_state().expired_services(Instant::now());
+                    for service_id in expired {
+                        tracing::info!(service = %service_id, "deregistering a service whose check stayed critical");
+                        self.remove_service(&service_id);
+                    }
+                }
+                _ = self.stopping() => {
+                    // Stop every runner (scripts in flight are killed).
+                    self.checks.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Resolves after the local state changed (anti-entropy waits here).
+    pub async fn local_changed(&self) {
+        self.local_changed.notified().await;
     }
 
     /// Replicates `command` and applies it; returns the index it was
@@ -213,4 +290,37 @@ fn random_uuid() -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// The scheduler, or nothing once the agent has stopped its checks.
+pub(crate) struct SchedulerGuard<'a>(MutexGuard<'a, Option<CheckScheduler>>);
+
+impl SchedulerGuard<'_> {
+    pub(crate) fn start(
+        &mut self,
+        check_id: String,
+        kind: crate::checks::CheckKind,
+        thresholds: crate::checks::Thresholds,
+    ) {
+        if let Some(scheduler) = self.0.as_mut() {
+            scheduler.start(check_id, kind, thresholds);
+        }
+    }
+
+    pub(crate) fn stop(&mut self, check_id: &str) {
+        if let Some(scheduler) = self.0.as_mut() {
+            scheduler.stop(check_id);
+        }
+    }
+
+    pub(crate) fn ttl_update(
+        &mut self,
+        check_id: &str,
+        status: crate::checks::CheckStatus,
+        output: String,
+    ) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|s| s.ttl_update(check_id, status, output))
+    }
 }

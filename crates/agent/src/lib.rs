@@ -2,10 +2,19 @@
 //! into state-store `Command`s, and its lifecycle.
 
 mod agent;
+pub mod anti_entropy;
+pub mod checks;
 pub mod config;
+pub mod decode;
 mod local_log;
+pub mod local_state;
+pub mod registrations;
+pub mod service_definition;
 mod tombstone_reaper;
 
-pub use agent::{Agent, AgentError, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION};
+pub use agent::{
+    Agent, AgentError, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION, SERF_ALIVE_OUTPUT,
+    SERF_CHECK_ID, SERF_CHECK_NAME,
+};
 pub use local_log::LocalLog;
 pub use tombstone_reaper::TombstoneReaper;

@@ -15,11 +15,11 @@ use state::{
 };
 
 use crate::blocking;
-use crate::decode;
 use crate::error::HttpError;
 use crate::params::{node_meta_filters, refuse_filter, Params};
 use crate::reply;
 use crate::shapes::{NodeJson, NodeServiceJson, ServiceNodeJson};
+use agent::decode;
 
 /// The part of the path after `prefix`, percent-decoded.
 pub fn tail(uri: &Uri, prefix: &str) -> String {

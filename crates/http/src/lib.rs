@@ -5,10 +5,11 @@
 //! hold what they share: query parsing, the blocking-query loop and the
 //! response conventions.
 
+mod agent_checks;
 mod agent_endpoint;
+mod agent_services;
 mod blocking;
 mod catalog;
-pub mod decode;
 mod error;
 mod health;
 mod http1;
@@ -59,6 +60,32 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/health/service/", any(health::service))
         .route("/v1/health/service/{*name}", any(health::service))
         .route("/v1/agent/self", any(agent_endpoint::self_))
+        .route("/v1/agent/services", any(agent_services::list))
+        .route("/v1/agent/service/register", any(agent_services::register))
+        .route(
+            "/v1/agent/service/deregister/{*id}",
+            any(agent_services::deregister),
+        )
+        .route(
+            "/v1/agent/service/maintenance/",
+            any(agent_checks::service_maintenance),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{*id}",
+            any(agent_checks::service_maintenance),
+        )
+        .route("/v1/agent/service/{*id}", any(agent_services::one))
+        .route("/v1/agent/checks", any(agent_checks::list))
+        .route("/v1/agent/check/register", any(agent_checks::register))
+        .route(
+            "/v1/agent/check/deregister/{*id}",
+            any(agent_checks::deregister),
+        )
+        .route("/v1/agent/check/update/{*id}", any(agent_checks::update))
+        .route("/v1/agent/check/pass/{*id}", any(agent_checks::report))
+        .route("/v1/agent/check/warn/{*id}", any(agent_checks::report))
+        .route("/v1/agent/check/fail/{*id}", any(agent_checks::report))
+        .route("/v1/agent/maintenance", any(agent_checks::node_maintenance))
         .route("/v1/agent/leave", any(agent_endpoint::leave))
         .fallback(reply::not_found)
         .with_state(agent)

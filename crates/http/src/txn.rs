@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use state::{Command, KvOp, KvVerb, Outcome, TxnError, TxnOp, TxnOutcome, TxnResult};
 
-use crate::decode;
 use crate::error::HttpError;
 use crate::kv::{content_length, DirEntryJson};
 use crate::params::{parse_consistency, Params};
 use crate::reply;
+use agent::decode;
 
 /// The most operations one transaction may carry.
 pub const MAX_TXN_OPS: usize = 128;

@@ -100,6 +100,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("Error starting agent: could not register this node")?;
     tokio::spawn(Arc::clone(&agent).reap_tombstones(REAP_TICK));
+    tokio::spawn(Arc::clone(&agent).run_checks());
+    tokio::spawn(agent::anti_entropy::run(Arc::clone(&agent)));
     tokio::spawn(stop_on_signal(Arc::clone(&agent)));
     let servers: Vec<_> = listeners
         .into_iter()

@@ -69,8 +69,7 @@ pub(crate) async fn dial(address: &str, deadline: Instant) -> Result<TcpStream, 
     let host = split_host(address).ok_or_else(|| DialError::MissingPort {
         address: address.to_owned(),
     })?;
-    let resolved = match tokio::time::timeout_at(deadline, tokio::net::lookup_host(address)).await
-    {
+    let resolved = match tokio::time::timeout_at(deadline, tokio::net::lookup_host(address)).await {
         Ok(Ok(resolved)) => resolved.collect::<Vec<_>>(),
         Ok(Err(error)) => {
             return Err(DialError::Lookup {
@@ -150,7 +149,10 @@ mod tests {
     #[tokio::test]
     async fn reports_missing_port_like_go() {
         let deadline = Instant::now() + Duration::from_secs(1);
-        let error = dial("localhost", deadline).await.err().map(|e| e.to_string());
+        let error = dial("localhost", deadline)
+            .await
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
             Some("dial tcp: address localhost: missing port in address")

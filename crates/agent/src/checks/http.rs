@@ -88,7 +88,10 @@ impl HttpCheck {
         let mut method = Method::from_bytes(self.method.as_bytes())
             .map_err(|_| format!("net/http: invalid method {:?}", self.method))?;
         let mut url = self.url.clone();
-        let mut target = Target::parse(&url).map_err(|e| format!("parse {url:?}: {e}"))?;
+        let mut target = Target::parse(&url).map_err(|e| match e {
+            TargetError::Syntax(reason) => format!("parse {url:?}: {reason}"),
+            TargetError::Unusable(reason) => format!("{op} {url:?}: {reason}"),
+        })?;
         let mut body = Bytes::from(self.body.clone().into_bytes());
         let mut redirects = 0;
         loop {
@@ -124,8 +127,11 @@ impl HttpCheck {
                     "{op} {next:?}: stopped after {MAX_REDIRECTS} redirects"
                 ));
             }
-            target = Target::parse(&next).map_err(|e| {
-                format!("{op} {url:?}: failed to parse Location header {location:?}: {e}")
+            target = Target::parse(&next).map_err(|e| match e {
+                TargetError::Syntax(reason) => {
+                    format!("{op} {url:?}: failed to parse Location header {location:?}: {reason}")
+                }
+                TargetError::Unusable(reason) => format!("{op} {next:?}: {reason}"),
             })?;
             url = next;
         }
@@ -158,7 +164,10 @@ impl HttpCheck {
             }
         });
         let request = self.request(method, target, body)?;
-        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = response.status();
         let reason = response
             .extensions()
@@ -173,7 +182,9 @@ impl HttpCheck {
             .map(str::to_owned);
         Ok(Fetched {
             status,
-            status_text: format!("{} {reason}", status.as_u16()).trim_end().to_owned(),
+            status_text: format!("{} {reason}", status.as_u16())
+                .trim_end()
+                .to_owned(),
             location,
             body: response.into_body(),
             _connection: connection,
@@ -273,6 +284,16 @@ fn go_url_op(method: &str) -> String {
     }
 }
 
+/// Why a URL cannot be requested; Go reports the two at different stages.
+#[derive(Debug)]
+enum TargetError {
+    /// Not a URL at all (`http.NewRequest` fails: `parse "<url>": ...`).
+    Syntax(String),
+    /// A URL, but not one an HTTP client can send to (`Client.Do` fails:
+    /// `Get "<url>": unsupported protocol scheme "ftp"`).
+    Unusable(String),
+}
+
 /// The parts of an `http://` or `https://` URL a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
@@ -286,19 +307,25 @@ struct Target {
 }
 
 impl Target {
-    fn parse(url: &str) -> Result<Target, String> {
-        let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+    fn parse(url: &str) -> Result<Target, TargetError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| TargetError::Syntax(e.to_string()))?;
         let https = match uri.scheme_str() {
             Some(scheme) if scheme.eq_ignore_ascii_case("http") => false,
             Some(scheme) if scheme.eq_ignore_ascii_case("https") => true,
-            Some(scheme) => return Err(format!("unsupported protocol scheme {scheme:?}")),
-            None => return Err("unsupported protocol scheme \"\"".to_owned()),
+            other => {
+                let scheme = other.unwrap_or_default();
+                return Err(TargetError::Unusable(format!(
+                    "unsupported protocol scheme {scheme:?}"
+                )));
+            }
         };
         let authority = uri
             .authority()
             .map(|a| a.as_str().rsplit('@').next().unwrap_or_default().to_owned())
             .filter(|a| !a.is_empty())
-            .ok_or_else(|| "http: no Host in request URL".to_owned())?;
+            .ok_or_else(|| TargetError::Unusable("http: no Host in request URL".to_owned()))?;
         let host = uri.host().unwrap_or_default();
         let host = host
             .strip_prefix('[')
@@ -355,3 +382,6 @@ impl Target {
         format!("{origin}{directory}{location}")
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -14,7 +14,7 @@
 
 mod definition;
 mod dial;
-mod go_duration;
+pub(crate) mod go_duration;
 mod grpc;
 mod http;
 mod output;

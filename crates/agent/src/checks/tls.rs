@@ -51,8 +51,12 @@ pub(crate) async fn connect(
 /// The four possible client configurations are built once per process: a
 /// root store is a few hundred KB of parsing we need not repeat per probe.
 fn client_config(skip_verify: bool, alpn: Alpn) -> Result<Arc<ClientConfig>, TlsError> {
-    static CONFIGS: [OnceLock<Arc<ClientConfig>>; 4] =
-        [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static CONFIGS: [OnceLock<Arc<ClientConfig>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
     let slot = &CONFIGS[usize::from(skip_verify) * 2 + usize::from(alpn == Alpn::H2)];
     if let Some(config) = slot.get() {
         return Ok(config.clone());

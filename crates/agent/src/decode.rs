@@ -17,6 +17,12 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Er
     T::deserialize(Lenient(tree))
 }
 
+/// Decodes an already-parsed JSON tree (a config file's `service` block,
+/// say) the same way.
+pub fn from_value<T: DeserializeOwned>(tree: Value) -> Result<T, serde_json::Error> {
+    T::deserialize(Lenient(tree))
+}
+
 /// Two field names are the same if they agree ignoring case and underscores.
 fn same_field(sent: &str, field: &str) -> bool {
     let mut a = sent.chars().filter(|c| *c != '_');

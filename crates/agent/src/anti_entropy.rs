@@ -1,0 +1,193 @@
+//! Anti-entropy: make the catalog's record of this node match the agent's
+//! local state. It runs after every local change and periodically in full,
+//! and it only ever writes through the agent's write path, so the same code
+//! serves a dev agent (local log), a server (Raft) and, later, a client
+//! (RPC to a server).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use state::{
+    Command, Deregistration, HealthCheck, Outcome, Registration, ServiceInstance, WatchSet,
+};
+
+use crate::agent::{Agent, SERF_CHECK_ID};
+
+/// How often a full sync runs on a cluster of up to 128 nodes (Consul's
+/// `aeInterval`); larger clusters scale it up.
+pub const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Consul's scale-up of the full-sync interval: ×(1 + log2(n/128)) beyond
+/// 128 nodes, so a big cluster does not hammer its servers.
+pub fn full_sync_interval(nodes: usize) -> Duration {
+    if nodes <= 128 {
+        return FULL_SYNC_INTERVAL;
+    }
+    let factor = 1.0 + (nodes as f64 / 128.0).log2().ceil();
+    FULL_SYNC_INTERVAL.mul_f64(factor)
+}
+
+fn same_service(local: &ServiceInstance, remote: &ServiceInstance) -> bool {
+    local.id == remote.id
+        && local.service == remote.service
+        && local.tags == remote.tags
+        && local.address == remote.address
+        && local.port == remote.port
+        && local.meta == remote.meta
+        && local.tagged_addresses == remote.tagged_addresses
+        && local.weights == remote.weights
+        && local.enable_tag_override == remote.enable_tag_override
+        && local.kind == remote.kind
+}
+
+fn same_check(local: &HealthCheck, remote: &HealthCheck) -> bool {
+    local.check_id == remote.check_id
+        && local.name == remote.name
+        && local.status == remote.status
+        && local.notes == remote.notes
+        && local.output == remote.output
+        && local.service_id == remote.service_id
+        && local.check_type == remote.check_type
+        && local.interval == remote.interval
+        && local.timeout == remote.timeout
+}
+
+/// One pass: push every difference between local state and the catalog.
+pub async fn sync(agent: &Agent) {
+    let node = agent.config().node_name.clone();
+    let (services, checks) = {
+        let local = agent.local_state();
+        (local.services().clone(), local.checks().clone())
+    };
+    let snapshot = agent.store().snapshot();
+    let remote_services: BTreeMap<String, Arc<ServiceInstance>> = snapshot
+        .node_services(&node, &mut WatchSet::new())
+        .1
+        .map(|(_, s)| s.into_iter().map(|s| (s.id.clone(), s)).collect())
+        .unwrap_or_default();
+    let remote_checks: BTreeMap<String, Arc<HealthCheck>> = snapshot
+        .node_checks(&node, &mut WatchSet::new())
+        .1
+        .into_iter()
+        .map(|c| (c.check_id.clone(), c))
+        .collect();
+    drop(snapshot);
+
+    for id in remote_services.keys() {
+        let owned_by_server = agent.config().server && id == "consul";
+        if !services.contains_key(id) && !owned_by_server {
+            write(agent, deregister(&node, Some(id.clone()), None)).await;
+        }
+    }
+    for id in remote_checks.keys() {
+        if !checks.contains_key(id) && id != SERF_CHECK_ID {
+            write(agent, deregister(&node, None, Some(id.clone()))).await;
+        }
+    }
+    for (id, local) in &services {
+        let in_sync = remote_services
+            .get(id)
+            .is_some_and(|remote| same_service(&local.instance, remote));
+        let service_checks: Vec<HealthCheck> = checks
+            .values()
+            .filter(|c| c.check.service_id == *id)
+            .map(|c| c.check.clone())
+            .collect();
+        let checks_in_sync = service_checks.iter().all(|c| {
+            remote_checks
+                .get(&c.check_id)
+                .is_some_and(|r| same_check(c, r))
+        });
+        if !in_sync || !checks_in_sync {
+            write(
+                agent,
+                Command::Register(Box::new(Registration {
+                    node: state::Node {
+                        name: node.clone(),
+                        ..state::Node::default()
+                    },
+                    skip_node_update: true,
+                    service: Some(local.instance.clone()),
+                    checks: service_checks,
+                })),
+            )
+            .await;
+        }
+    }
+    let node_checks: Vec<HealthCheck> = checks
+        .values()
+        .filter(|c| c.check.service_id.is_empty() || !services.contains_key(&c.check.service_id))
+        .filter(|c| {
+            !remote_checks
+                .get(&c.check.check_id)
+                .is_some_and(|r| same_check(&c.check, r))
+        })
+        .map(|c| c.check.clone())
+        .collect();
+    if !node_checks.is_empty() {
+        write(
+            agent,
+            Command::Register(Box::new(Registration {
+                node: state::Node {
+                    name: node.clone(),
+                    ..state::Node::default()
+                },
+                skip_node_update: true,
+                service: None,
+                checks: node_checks,
+            })),
+        )
+        .await;
+    }
+}
+
+fn deregister(node: &str, service_id: Option<String>, check_id: Option<String>) -> Command {
+    Command::Deregister(Deregistration {
+        node: node.to_owned(),
+        service_id,
+        check_id,
+    })
+}
+
+async fn write(agent: &Agent, command: Command) {
+    match agent.apply(command).await {
+        Ok((_, Outcome::Catalog(Err(error)))) => {
+            tracing::warn!(%error, "anti-entropy: the catalog refused a sync")
+        }
+        Err(error) => tracing::warn!(%error, "anti-entropy: sync failed"),
+        Ok(_) => {}
+    }
+}
+
+/// Runs until the agent stops: a sync after each local change, and a full
+/// one every interval.
+pub async fn run(agent: Arc<Agent>) {
+    let mut synced_version = None;
+    loop {
+        let version = agent.local_state().version();
+        if synced_version != Some(version) {
+            sync(&agent).await;
+            synced_version = Some(version);
+        }
+        let nodes = agent.store().snapshot().nodes(&mut WatchSet::new()).1.len();
+        tokio::select! {
+            _ = agent.local_changed() => {}
+            _ = tokio::time::sleep(full_sync_interval(nodes)) => synced_version = None,
+            _ = agent.stopping() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_sync_interval_scales_past_128_nodes() {
+        assert_eq!(full_sync_interval(10), Duration::from_secs(60));
+        assert_eq!(full_sync_interval(128), Duration::from_secs(60));
+        assert_eq!(full_sync_interval(256), Duration::from_secs(120));
+        assert_eq!(full_sync_interval(1000), Duration::from_secs(240));
+    }
+}

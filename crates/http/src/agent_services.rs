@@ -1,0 +1,143 @@
+//! `/v1/agent/service*` and `/v1/agent/services`: the services this agent
+//! runs, kept in its local state and synced to the catalog.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agent::Agent;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use state::ServiceInstance;
+
+use agent::service_definition::ServiceDefinition;
+
+use crate::catalog::tail;
+use crate::error::HttpError;
+use crate::params::Params;
+use crate::reply;
+
+/// A service as `/v1/agent/services` shows it (Consul's `AgentService`).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentServiceJson<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kind: &'a str,
+    #[serde(rename = "ID")]
+    id: &'a str,
+    service: &'a str,
+    tags: &'a [String],
+    meta: &'a BTreeMap<String, String>,
+    port: u16,
+    address: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tagged_addresses: BTreeMap<&'a str, serde_json::Value>,
+    weights: serde_json::Value,
+    enable_tag_override: bool,
+    datacenter: &'a str,
+}
+
+impl<'a> AgentServiceJson<'a> {
+    pub fn new(s: &'a ServiceInstance, datacenter: &'a str) -> Self {
+        AgentServiceJson {
+            kind: &s.kind,
+            id: &s.id,
+            service: &s.service,
+            tags: &s.tags,
+            meta: &s.meta,
+            port: s.port,
+            address: &s.address,
+            tagged_addresses: s
+                .tagged_addresses
+                .iter()
+                .map(|(k, a)| {
+                    (
+                        k.as_str(),
+                        serde_json::json!({"Address": a.address, "Port": a.port}),
+                    )
+                })
+                .collect(),
+            weights: serde_json::json!({"Passing": s.weights.passing, "Warning": s.weights.warning}),
+            enable_tag_override: s.enable_tag_override,
+            datacenter,
+        }
+    }
+}
+
+pub async fn list(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
+    if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
+        return refused;
+    }
+    let params = Params::parse(uri.query());
+    if let Err(e) = crate::params::refuse_filter(&params) {
+        return e.into_response();
+    }
+    let local = agent.local_state();
+    let dc = agent.config().datacenter.as_str();
+    let json: BTreeMap<&str, AgentServiceJson> = local
+        .services()
+        .iter()
+        .map(|(id, s)| (id.as_str(), AgentServiceJson::new(&s.instance, dc)))
+        .collect();
+    reply::ok(&json, reply::pretty(agent.config().dev, &params))
+}
+
+pub async fn one(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
+    if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
+        return refused;
+    }
+    let params = Params::parse(uri.query());
+    let id = tail(&uri, "/v1/agent/service/");
+    let local = agent.local_state();
+    match local.service(&id) {
+        Some(s) => reply::ok(
+            &AgentServiceJson::new(&s.instance, &agent.config().datacenter),
+            reply::pretty(agent.config().dev, &params),
+        ),
+        None => HttpError::new(StatusCode::NOT_FOUND, format!("unknown service ID: {id}"))
+            .into_response(),
+    }
+}
+
+pub async fn register(
+    State(agent): State<Arc<Agent>>,
+    method: Method,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
+        return refused;
+    }
+    let params = Params::parse(uri.query());
+    let result = async {
+        let bytes = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .map_err(|_| HttpError::too_large("Request body too large"))?;
+        let definition: ServiceDefinition = agent::decode::from_slice(&bytes)
+            .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
+        definition
+            .validate()
+            .map_err(|e| HttpError::bad_request(e.to_string()))?;
+        let replace_checks = matches!(params.get("replace-existing-checks"), Some("" | "true"));
+        agent
+            .add_service(&definition, replace_checks)
+            .map_err(crate::agent_checks::register_error)?;
+        Ok::<_, HttpError>(reply::empty_ok())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn deregister(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
+    if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
+        return refused;
+    }
+    let id = tail(&uri, "/v1/agent/service/deregister/");
+    if agent.remove_service(&id) {
+        reply::empty_ok()
+    } else {
+        crate::agent_checks::register_error(Agent::unknown_service_error(&id)).into_response()
+    }
+}
