@@ -14,6 +14,9 @@ use crate::checks::{CheckScheduler, CheckUpdate};
 use crate::config::Config;
 use crate::local_log::LocalLog;
 use crate::local_state::LocalState;
+use crate::persisted::{Definition, DefinitionStore};
+use crate::registrations::Source;
+use crate::service_definition::ServiceDefinition;
 use crate::tombstone_reaper::TombstoneReaper;
 
 /// The Consul release whose API praetor answers like; clients that check
@@ -44,13 +47,21 @@ pub struct Agent {
     /// Runs the checks; their results arrive on `check_updates`.
     checks: Mutex<Option<CheckScheduler>>,
     check_updates: Mutex<Option<UnboundedReceiver<CheckUpdate>>>,
+    /// Where API registrations are kept across restarts (with a data dir).
+    definitions: Option<DefinitionStore>,
 }
 
 impl Agent {
-    pub fn new(config: Config) -> Arc<Agent> {
+    /// Creates the agent. With a data directory, its saved registrations
+    /// directory is opened (and created) here, so a bad one fails start-up.
+    pub fn new(config: Config) -> std::io::Result<Arc<Agent>> {
+        let definitions = match (&config.data_dir, config.dev) {
+            (Some(dir), false) => Some(DefinitionStore::open(dir)?),
+            _ => None,
+        };
         let node_id = config.node_id.clone().unwrap_or_else(random_uuid);
         let (updates_tx, updates_rx) = tokio::sync::mpsc::unbounded_channel();
-        Arc::new(Agent {
+        Ok(Arc::new(Agent {
             config,
             node_id,
             store: Arc::new(Store::new()),
@@ -61,7 +72,55 @@ impl Agent {
             local_changed: tokio::sync::Notify::new(),
             checks: Mutex::new(Some(CheckScheduler::new(updates_tx))),
             check_updates: Mutex::new(Some(updates_rx)),
+            definitions,
+        }))
+    }
+
+    /// Saves (or with `None`, forgets) an API registration so it survives
+    /// a restart. The file IO runs off the async workers.
+    pub async fn persist(
+        &self,
+        kind: Definition,
+        id: &str,
+        raw: Option<serde_json::Value>,
+    ) -> std::io::Result<()> {
+        let Some(store) = self.definitions.clone() else {
+            return Ok(());
+        };
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || match raw {
+            Some(raw) => store.save(kind, &id, &raw),
+            None => store.forget(kind, &id),
         })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Registers again what the API registered before a restart.
+    pub fn restore_definitions(&self) -> std::io::Result<()> {
+        let Some(store) = &self.definitions else {
+            return Ok(());
+        };
+        for raw in store.load(Definition::Service)? {
+            let added = crate::decode::from_value::<ServiceDefinition>(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|d| {
+                    self.add_service(&d, false, Source::Api)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(error) = added {
+                tracing::warn!(%error, "could not restore a saved service");
+            }
+        }
+        for raw in store.load(Definition::Check)? {
+            let added = crate::decode::from_value::<crate::checks::CheckDefinition>(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|d| self.add_check(d, Source::Api).map_err(|e| e.to_string()));
+            if let Err(error) = added {
+                tracing::warn!(%error, "could not restore a saved check");
+            }
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &Config {
@@ -132,7 +191,12 @@ impl Agent {
                     let expired = self.local_state().expired_services(Instant::now());
                     for service_id in expired {
                         tracing::info!(service = %service_id, "deregistering a service whose check stayed critical");
-                        self.remove_service(&service_id);
+                        if let Some(checks) = self.remove_service(&service_id) {
+                            let _ = self.persist(Definition::Service, &service_id, None).await;
+                            for check_id in checks {
+                                let _ = self.persist(Definition::Check, &check_id, None).await;
+                            }
+                        }
                     }
                 }
                 _ = self.stopping() => {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 mod local_log;
 pub mod local_state;
+pub mod persisted;
 pub mod registrations;
 pub mod service_definition;
 mod tombstone_reaper;

@@ -25,6 +25,14 @@ pub enum RegisterError {
     Refused(String),
 }
 
+/// Where a definition came from: script checks need different settings,
+/// and only API registrations are persisted by the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Api,
+    ConfigFile,
+}
+
 /// The maintenance checks' IDs and texts, as Consul writes them.
 pub const NODE_MAINTENANCE_CHECK_ID: &str = "_node_maintenance";
 const NODE_MAINTENANCE_NAME: &str = "Node Maintenance Mode";
@@ -79,19 +87,24 @@ impl Agent {
         definition: CheckDefinition,
         check_id: String,
         service: Option<&state::ServiceInstance>,
+        source: Source,
     ) -> Result<PreparedCheck, RegisterError> {
         let status = definition
             .initial_status()
             .map_err(|e| RegisterError::Invalid(e.to_string()))?;
-        let kind = definition
-            .kind(self.config().enable_script_checks)
-            .map_err(|e| {
-                if e.is_invalid_check() {
-                    RegisterError::Invalid(format!("Invalid check: {e}"))
-                } else {
-                    RegisterError::Refused(e.to_string())
-                }
-            })?;
+        let config = self.config();
+        let kind = match source {
+            Source::Api => definition.kind(config.enable_script_checks),
+            Source::ConfigFile => definition
+                .kind_from_config(config.enable_script_checks || config.enable_local_script_checks),
+        }
+        .map_err(|e| {
+            if e.is_invalid_check() {
+                RegisterError::Invalid(format!("Invalid check: {e}"))
+            } else {
+                RegisterError::Refused(e.to_string())
+            }
+        })?;
         let check = HealthCheck {
             node: self.config().node_name.clone(),
             check_id,
@@ -135,15 +148,21 @@ impl Agent {
         &self,
         definition: &ServiceDefinition,
         replace_existing_checks: bool,
+        source: Source,
     ) -> Result<(), RegisterError> {
         definition
             .validate()
             .map_err(|e| RegisterError::Invalid(e.to_string()))?;
         let instance = definition.instance();
+        // HCL blocks may arrive as one-element lists; flatten them.
         let bodies: Vec<&serde_json::Value> = definition
             .check
             .iter()
             .chain(definition.checks.iter().flatten())
+            .flat_map(|v| match v {
+                serde_json::Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            })
             .collect();
         let numbered = bodies.len() > 1;
         let mut prepared = Vec::with_capacity(bodies.len());
@@ -168,7 +187,7 @@ impl Agent {
             if check.name.is_empty() {
                 check.name = format!("Service '{}' check", instance.service);
             }
-            prepared.push(self.prepare_check(check, id, Some(&instance))?);
+            prepared.push(self.prepare_check(check, id, Some(&instance), source)?);
         }
         let new_ids: Vec<String> = prepared
             .iter()
@@ -210,20 +229,23 @@ impl Agent {
         Ok(())
     }
 
-    /// Removes a service and its checks; false if there is no such service.
-    pub fn remove_service(&self, id: &str) -> bool {
-        let Some(removed) = self.update_local(|local| local.remove_service(id)) else {
-            return false;
-        };
+    /// Removes a service and its checks; returns the removed checks' IDs,
+    /// or `None` if there is no such service.
+    pub fn remove_service(&self, id: &str) -> Option<Vec<String>> {
+        let removed = self.update_local(|local| local.remove_service(id))?;
         let mut scheduler = self.check_scheduler();
-        for check_id in removed {
-            scheduler.stop(&check_id);
+        for check_id in &removed {
+            scheduler.stop(check_id);
         }
-        true
+        Some(removed)
     }
 
     /// Registers a check of the node, or of one of this agent's services.
-    pub fn add_check(&self, definition: CheckDefinition) -> Result<(), RegisterError> {
+    pub fn add_check(
+        &self,
+        definition: CheckDefinition,
+        source: Source,
+    ) -> Result<(), RegisterError> {
         if definition.name.is_empty() {
             return Err(RegisterError::Invalid("Missing check name".into()));
         }
@@ -245,7 +267,7 @@ impl Agent {
             }
         };
         let id = definition.effective_id().to_owned();
-        let prepared = self.prepare_check(definition, id, service.as_ref())?;
+        let prepared = self.prepare_check(definition, id, service.as_ref(), source)?;
         self.update_local(|local| local.add_check(prepared.local.clone()));
         self.start_checks(vec![prepared]);
         Ok(())
@@ -367,5 +389,37 @@ impl Agent {
     /// Consul's 404 for an unknown service ID, for callers that check first.
     pub fn unknown_service_error(id: &str) -> RegisterError {
         unknown_service(id)
+    }
+}
+
+impl Agent {
+    /// Registers the services and checks of the config files. A bad one
+    /// stops the agent from starting, as in Consul.
+    pub fn load_config_definitions(&self) -> Result<(), RegisterError> {
+        for raw in &self.config().services {
+            let definition: ServiceDefinition =
+                crate::decode::from_value(raw.clone()).map_err(|e| {
+                    RegisterError::Invalid(format!("Failed to decode service definition: {e}"))
+                })?;
+            self.add_service(&definition, false, Source::ConfigFile)
+                .map_err(|e| {
+                    RegisterError::Invalid(format!(
+                        "Failed to register service {:?}: {e}",
+                        definition.name
+                    ))
+                })?;
+        }
+        for raw in &self.config().checks {
+            let definition: CheckDefinition =
+                crate::decode::from_value(raw.clone()).map_err(|e| {
+                    RegisterError::Invalid(format!("Failed to decode check definition: {e}"))
+                })?;
+            let name = definition.name.clone();
+            self.add_check(definition, Source::ConfigFile)
+                .map_err(|e| {
+                    RegisterError::Invalid(format!("Failed to register check {name:?}: {e}"))
+                })?;
+        }
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! holds a lock a writer waits on. Names outside the domain go to the
 //! configured recursors.
 //!
-//! The answering logic ([`catalog_answer`](answer)) is synchronous and does no
+//! The answering logic (the private `answer` module) is synchronous and does no
 //! IO; [`serve`] is the thin hickory shell around it.
 
 mod answer;

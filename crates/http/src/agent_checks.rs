@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agent::checks::{CheckDefinition, CheckStatus};
+use agent::persisted::Definition;
 use agent::registrations::RegisterError;
 use agent::Agent;
 use axum::body::Body;
@@ -60,8 +61,17 @@ pub async fn register(State(agent): State<Arc<Agent>>, method: Method, body: Bod
         return refused;
     }
     let result = async {
-        let definition: CheckDefinition = decode_body(&read_body(body).await?)?;
-        agent.add_check(definition).map_err(register_error)?;
+        let raw: serde_json::Value = decode_body(&read_body(body).await?)?;
+        let definition: CheckDefinition = agent::decode::from_value(raw.clone())
+            .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
+        let id = definition.effective_id().to_owned();
+        agent
+            .add_check(definition, agent::registrations::Source::Api)
+            .map_err(register_error)?;
+        agent
+            .persist(Definition::Check, &id, Some(raw))
+            .await
+            .map_err(|e| HttpError::internal(format!("failed persisting check: {e}")))?;
         Ok::<_, HttpError>(reply::empty_ok())
     }
     .await;
@@ -74,7 +84,12 @@ pub async fn deregister(State(agent): State<Arc<Agent>>, method: Method, uri: Ur
     }
     let id = tail(&uri, "/v1/agent/check/deregister/");
     if agent.remove_check(&id) {
-        reply::empty_ok()
+        match agent.persist(Definition::Check, &id, None).await {
+            Ok(()) => reply::empty_ok(),
+            Err(e) => {
+                HttpError::internal(format!("failed removing persisted check: {e}")).into_response()
+            }
+        }
     } else {
         HttpError::new(
             StatusCode::NOT_FOUND,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use agent::persisted::Definition;
 use agent::Agent;
 use axum::body::Body;
 use axum::extract::State;
@@ -115,15 +116,25 @@ pub async fn register(
         let bytes = axum::body::to_bytes(body, 1 << 20)
             .await
             .map_err(|_| HttpError::too_large("Request body too large"))?;
-        let definition: ServiceDefinition = agent::decode::from_slice(&bytes)
+        let raw: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
+        let definition: ServiceDefinition = agent::decode::from_value(raw.clone())
             .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
         definition
             .validate()
             .map_err(|e| HttpError::bad_request(e.to_string()))?;
         let replace_checks = matches!(params.get("replace-existing-checks"), Some("" | "true"));
         agent
-            .add_service(&definition, replace_checks)
+            .add_service(
+                &definition,
+                replace_checks,
+                agent::registrations::Source::Api,
+            )
             .map_err(crate::agent_checks::register_error)?;
+        agent
+            .persist(Definition::Service, definition.effective_id(), Some(raw))
+            .await
+            .map_err(|e| HttpError::internal(format!("failed persisting service: {e}")))?;
         Ok::<_, HttpError>(reply::empty_ok())
     }
     .await;
@@ -135,9 +146,21 @@ pub async fn deregister(State(agent): State<Arc<Agent>>, method: Method, uri: Ur
         return refused;
     }
     let id = tail(&uri, "/v1/agent/service/deregister/");
-    if agent.remove_service(&id) {
-        reply::empty_ok()
-    } else {
-        crate::agent_checks::register_error(Agent::unknown_service_error(&id)).into_response()
+    let Some(removed_checks) = agent.remove_service(&id) else {
+        return crate::agent_checks::register_error(Agent::unknown_service_error(&id))
+            .into_response();
+    };
+    let forgotten = async {
+        agent.persist(Definition::Service, &id, None).await?;
+        for check_id in removed_checks {
+            agent.persist(Definition::Check, &check_id, None).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    match forgotten.await {
+        Ok(()) => reply::empty_ok(),
+        Err(e) => {
+            HttpError::internal(format!("failed removing persisted service: {e}")).into_response()
+        }
     }
 }

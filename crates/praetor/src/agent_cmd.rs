@@ -49,7 +49,11 @@ pub fn run(flags: AgentFlags) -> u8 {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::new(config.log_level.as_filter());
+    // hickory logs every query at info; keep that out of the agent's log.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{},hickory_server=warn,hickory_proto=warn",
+        config.log_level.as_filter()
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -71,6 +75,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })?;
         listeners.push(listener);
     }
+    let mut dns_sockets = Vec::new();
+    for addr in config.dns_addrs() {
+        let udp = tokio::net::UdpSocket::bind(addr).await.with_context(|| {
+            format!("Error starting agent: failed to listen on DNS address {addr} (udp)")
+        })?;
+        let tcp = TcpListener::bind(addr).await.with_context(|| {
+            format!("Error starting agent: failed to listen on DNS address {addr} (tcp)")
+        })?;
+        dns_sockets.push((addr, udp, tcp));
+    }
+    let dns_config = dns_settings(&config)?;
     let pid_file = config.pid_file.clone();
     if let Some(path) = &pid_file {
         std::fs::write(path, std::process::id().to_string()).with_context(|| {
@@ -80,7 +95,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     }
-    let agent = Agent::new(config);
+    let agent = Agent::new(config).context("Error starting agent")?;
     let c = agent.config();
     tracing::info!(
         version = PRAETOR_VERSION,
@@ -100,7 +115,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("Error starting agent: could not register this node")?;
     tokio::spawn(Arc::clone(&agent).reap_tombstones(REAP_TICK));
+    agent
+        .load_config_definitions()
+        .context("Error starting agent")?;
+    agent
+        .restore_definitions()
+        .context("Error starting agent: could not restore saved services and checks")?;
     tokio::spawn(Arc::clone(&agent).run_checks());
+    let mut servers_dns = Vec::new();
+    for (addr, udp, tcp) in dns_sockets {
+        tracing::info!(%addr, "DNS listening (udp and tcp)");
+        let source: dns::SnapshotSource = {
+            let agent = Arc::clone(&agent);
+            Arc::new(move || agent.store().snapshot())
+        };
+        let stopping = Arc::clone(&agent);
+        servers_dns.push(tokio::spawn(dns::serve(
+            udp,
+            tcp,
+            source,
+            dns_config.clone(),
+            async move { stopping.stopping().await },
+        )));
+    }
     tokio::spawn(agent::anti_entropy::run(Arc::clone(&agent)));
     tokio::spawn(stop_on_signal(Arc::clone(&agent)));
     let servers: Vec<_> = listeners
@@ -115,6 +152,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Ok(Ok(Err(error))) => tracing::warn!(%error, "HTTP server stopped with an error"),
             Ok(Err(error)) => tracing::warn!(%error, "HTTP server task failed"),
             Err(_) => tracing::warn!("HTTP server did not drain in time"),
+        }
+    }
+    for server in servers_dns {
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "DNS server stopped with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "DNS server task failed"),
+            Err(_) => tracing::warn!("DNS server did not drain in time"),
         }
     }
     if let Some(path) = &pid_file {
@@ -140,4 +185,36 @@ async fn stop_on_signal(agent: Arc<Agent>) {
         _ = agent.stopping() => return,
     }
     agent.leave();
+}
+
+/// The DNS interface's settings from the agent's configuration.
+fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
+    let mut recursors = Vec::with_capacity(config.recursors.len());
+    for recursor in &config.recursors {
+        let with_port = if recursor.parse::<std::net::IpAddr>().is_ok() {
+            std::net::SocketAddr::new(recursor.parse()?, 53)
+        } else {
+            recursor.parse::<std::net::SocketAddr>().with_context(|| {
+                format!("Error starting agent: invalid recursor address {recursor:?}")
+            })?
+        };
+        recursors.push(with_port);
+    }
+    let d = &config.dns;
+    Ok(dns::DnsConfig {
+        domain: config.domain.clone(),
+        alt_domain: config.alt_domain.clone(),
+        datacenter: config.datacenter.clone(),
+        node_ttl: d.node_ttl,
+        only_passing: d.only_passing,
+        udp_answer_limit: usize::from(d.udp_answer_limit),
+        a_record_limit: usize::from(d.a_record_limit),
+        enable_truncate: d.enable_truncate,
+        recursors,
+        recursor_timeout: d.recursor_timeout,
+        allow_stale: d.allow_stale,
+        max_stale: d.max_stale,
+        node_meta_txt: d.enable_additional_node_meta_txt,
+        ..dns::DnsConfig::default()
+    })
 }

@@ -60,6 +60,50 @@ pub struct Config {
     pub leave_on_terminate: bool,
     /// Accepted for compatibility; praetor never checks for updates.
     pub disable_update_check: bool,
+    /// Script checks from config files only (`enable_script_checks` also
+    /// allows them over the API).
+    pub enable_local_script_checks: bool,
+    /// The DNS domain, `consul.` by default, and a second one if set.
+    pub domain: String,
+    pub alt_domain: Option<String>,
+    /// Where DNS questions outside the domain go (`host` or `host:port`).
+    pub recursors: Vec<String>,
+    pub dns: DnsSettings,
+    /// `service`/`services` definition blocks, decoded by the agent.
+    pub services: Vec<serde_json::Value>,
+    /// `check`/`checks` definition blocks.
+    pub checks: Vec<serde_json::Value>,
+}
+
+/// `dns_config`: how the DNS interface answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSettings {
+    pub node_ttl: Duration,
+    pub only_passing: bool,
+    pub udp_answer_limit: u16,
+    pub a_record_limit: u16,
+    pub enable_truncate: bool,
+    pub allow_stale: bool,
+    pub max_stale: Duration,
+    pub recursor_timeout: Duration,
+    pub enable_additional_node_meta_txt: bool,
+}
+
+impl Default for DnsSettings {
+    /// Consul's defaults.
+    fn default() -> Self {
+        DnsSettings {
+            node_ttl: Duration::ZERO,
+            only_passing: false,
+            udp_answer_limit: 3,
+            a_record_limit: 0,
+            enable_truncate: false,
+            allow_stale: true,
+            max_stale: Duration::from_secs(87_600 * 3600),
+            recursor_timeout: Duration::from_secs(2),
+            enable_additional_node_meta_txt: true,
+        }
+    }
 }
 
 /// Listener ports; `None` is a disabled listener (`-1` in Consul).
@@ -178,6 +222,13 @@ impl Default for Config {
             txn_max_req_len: DEFAULT_MAX_REQUEST_SIZE,
             leave_on_terminate: true,
             disable_update_check: false,
+            enable_local_script_checks: false,
+            domain: "consul.".to_owned(),
+            alt_domain: None,
+            recursors: Vec::new(),
+            dns: DnsSettings::default(),
+            services: Vec::new(),
+            checks: Vec::new(),
         }
     }
 }
@@ -272,6 +323,27 @@ impl Config {
             ("ports.server", P::Port(Some(v))) => self.ports.server = v,
             ("ports.serf_lan", P::Port(Some(v))) => self.ports.serf_lan = v,
             ("ports.serf_wan", P::Port(Some(v))) => self.ports.serf_wan = v,
+            ("enable_local_script_checks", P::Bool(v)) => self.enable_local_script_checks = v,
+            ("domain", P::Str(v)) => self.domain = v,
+            ("alt_domain", P::Str(v)) => self.alt_domain = Some(v).filter(|d| !d.is_empty()),
+            ("recursors", P::StrList(v)) => self.recursors = v,
+            ("service" | "services", P::Definitions(v)) => self.services.extend(v),
+            ("check" | "checks", P::Definitions(v)) => self.checks.extend(v),
+            ("dns_config.node_ttl", P::Duration(v)) => self.dns.node_ttl = v,
+            ("dns_config.only_passing", P::Bool(v)) => self.dns.only_passing = v,
+            ("dns_config.udp_answer_limit", P::Int(v)) => {
+                self.dns.udp_answer_limit = u16::try_from(v).unwrap_or(u16::MAX)
+            }
+            ("dns_config.a_record_limit", P::Int(v)) => {
+                self.dns.a_record_limit = u16::try_from(v).unwrap_or(u16::MAX)
+            }
+            ("dns_config.enable_truncate", P::Bool(v)) => self.dns.enable_truncate = v,
+            ("dns_config.allow_stale", P::Bool(v)) => self.dns.allow_stale = v,
+            ("dns_config.max_stale", P::Duration(v)) => self.dns.max_stale = v,
+            ("dns_config.recursor_timeout", P::Duration(v)) => self.dns.recursor_timeout = v,
+            ("dns_config.enable_additional_node_meta_txt", P::Bool(v)) => {
+                self.dns.enable_additional_node_meta_txt = v
+            }
             _ => return false,
         }
         true

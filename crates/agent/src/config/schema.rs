@@ -32,6 +32,11 @@ pub(crate) enum Kind {
     /// A Go-style duration string such as "10s".
     Duration,
     LogLevel,
+    /// A string or a list of strings.
+    StrList,
+    /// A definition block (`service`, `check`) kept whole for its own
+    /// decoder: an object, or a list of them.
+    Definitions,
 }
 
 impl Kind {
@@ -50,6 +55,8 @@ impl Kind {
             Kind::Addrs => "an IP address or a space-separated list of IP addresses",
             Kind::Duration => "a duration such as \"10s\" or \"1m30s\"",
             Kind::LogLevel => "a log level (trace, debug, info, warn, err)",
+            Kind::StrList => "a string or a list of strings",
+            Kind::Definitions => "an object or a list of objects",
         })
     }
 }
@@ -67,6 +74,8 @@ pub(crate) enum Parsed {
     Addrs(Vec<IpAddr>),
     Duration(Duration),
     LogLevel(LogLevel),
+    StrList(Vec<String>),
+    Definitions(Vec<Value>),
 }
 
 /// The implemented keys, sorted. Objects on the way (`ports`) are implied by
@@ -77,6 +86,7 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("addresses.http", Kind::Addrs),
     ("addresses.https", Kind::Addrs),
     ("advertise_addr", Kind::Ip),
+    ("alt_domain", Kind::Str),
     ("bind_addr", Kind::Ip),
     ("bootstrap", Kind::Bool),
     (
@@ -86,10 +96,29 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
             max: u32::MAX as i64,
         },
     ),
+    ("check", Kind::Definitions),
+    ("checks", Kind::Definitions),
     ("client_addr", Kind::Addrs),
     ("data_dir", Kind::Str),
     ("datacenter", Kind::Str),
     ("disable_update_check", Kind::Bool),
+    (
+        "dns_config.a_record_limit",
+        Kind::Int { min: 0, max: 65535 },
+    ),
+    ("dns_config.allow_stale", Kind::Bool),
+    ("dns_config.enable_additional_node_meta_txt", Kind::Bool),
+    ("dns_config.enable_truncate", Kind::Bool),
+    ("dns_config.max_stale", Kind::Duration),
+    ("dns_config.node_ttl", Kind::Duration),
+    ("dns_config.only_passing", Kind::Bool),
+    ("dns_config.recursor_timeout", Kind::Duration),
+    (
+        "dns_config.udp_answer_limit",
+        Kind::Int { min: 0, max: 65535 },
+    ),
+    ("domain", Kind::Str),
+    ("enable_local_script_checks", Kind::Bool),
     ("enable_script_checks", Kind::Bool),
     ("leave_on_terminate", Kind::Bool),
     ("limits.kv_max_value_size", Kind::Size),
@@ -109,7 +138,10 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("ports.serf_lan", Kind::Port),
     ("ports.serf_wan", Kind::Port),
     ("ports.server", Kind::Port),
+    ("recursors", Kind::StrList),
     ("server", Kind::Bool),
+    ("service", Kind::Definitions),
+    ("services", Kind::Definitions),
     ("ui", Kind::Bool),
     ("ui_config.enabled", Kind::Bool),
 ];
@@ -228,6 +260,19 @@ fn parse(kind: Kind, value: &Value) -> Option<Parsed> {
         Kind::Addrs => Parsed::Addrs(parse_addrs(value)?),
         Kind::Duration => Parsed::Duration(humantime::parse_duration(value.as_str()?).ok()?),
         Kind::LogLevel => Parsed::LogLevel(value.as_str()?.parse().ok()?),
+        Kind::StrList => Parsed::StrList(match value {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()?,
+            _ => return None,
+        }),
+        Kind::Definitions => Parsed::Definitions(match value {
+            Value::Object(_) => vec![value.clone()],
+            Value::Array(items) if items.iter().all(Value::is_object) => items.clone(),
+            _ => return None,
+        }),
     })
 }
 

@@ -427,8 +427,10 @@ fn every_schema_key_reaches_a_field() {
             schema::Kind::Int { max, .. } => vec![json!(max)],
             schema::Kind::Size | schema::Kind::Port | schema::Kind::PortOrOff => vec![json!(7)],
             schema::Kind::Ip | schema::Kind::Addrs => vec![json!("10.1.2.3")],
-            schema::Kind::Duration => vec![json!("3s")],
+            schema::Kind::Duration => vec![json!("3s"), json!("0s")],
             schema::Kind::LogLevel => vec![json!("err")],
+            schema::Kind::StrList => vec![json!(["1.1.1.1"])],
+            schema::Kind::Definitions => vec![json!({"name": "web"})],
         };
         let mut changed = false;
         for sample in samples {

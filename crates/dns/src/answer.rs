@@ -1,0 +1,546 @@
+//! Answers from one catalog snapshot: synchronous, no IO.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use rand::seq::SliceRandom;
+use state::{CheckServiceNode, Snapshot, WatchSet};
+
+use crate::config::Settings;
+use crate::name::{self, Lookup, Route};
+
+/// What to do with a question.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Answer it with this.
+    Reply(Reply),
+    /// Not ours: ask the recursors (REFUSED if there are none).
+    Recurse,
+}
+
+/// The sections of a response and its code.
+#[derive(Debug, Default)]
+pub(crate) struct Reply {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) answers: Vec<Record>,
+    pub(crate) authorities: Vec<Record>,
+    pub(crate) additionals: Vec<Record>,
+}
+
+/// The name of the service whose instances are the servers.
+const CONSUL_SERVICE: &str = "consul";
+
+/// Most name servers in an NS answer.
+const MAX_NAME_SERVERS: usize = 3;
+
+/// Answers `qtype` questions about `qname` from `snapshot`.
+pub(crate) fn answer(
+    snapshot: &Snapshot,
+    settings: &Settings,
+    qname: &Name,
+    qtype: RecordType,
+) -> Outcome {
+    let answerer = Answerer { snapshot, settings };
+    match name::route(qname, settings) {
+        Route::Outside => Outcome::Recurse,
+        Route::Reverse(ip) => match ip.map(|ip| answerer.reverse(qname, ip)) {
+            Some(reply) if !reply.answers.is_empty() => Outcome::Reply(reply),
+            _ if settings.can_recurse() => Outcome::Recurse,
+            _ => Outcome::Reply(answerer.name_error(&settings.domain)),
+        },
+        Route::Domain { domain, labels } => {
+            Outcome::Reply(answerer.in_domain(qname, qtype, &domain, &labels))
+        }
+    }
+}
+
+struct Answerer<'a> {
+    snapshot: &'a Snapshot,
+    settings: &'a Settings,
+}
+
+/// `labels` joined into a fully qualified name, or `None` if they make no
+/// valid name (a node named with a space, say).
+fn fqdn<S: AsRef<str>>(labels: &[S]) -> Option<Name> {
+    let mut text = String::new();
+    for label in labels {
+        text.push_str(label.as_ref());
+        text.push('.');
+    }
+    Name::from_ascii(&text).ok()
+}
+
+fn ip_record(owner: Name, ttl: u32, ip: IpAddr) -> Record {
+    let data = match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(owner, ttl, data)
+}
+
+/// Whether a record of `ip`'s family answers a `qtype` question.
+fn family_matches(ip: IpAddr, qtype: RecordType) -> bool {
+    match qtype {
+        RecordType::ANY => true,
+        RecordType::A => ip.is_ipv4(),
+        RecordType::AAAA => ip.is_ipv6(),
+        _ => false,
+    }
+}
+
+/// RFC 1464 `key=value`, escaping as Consul does: backquote, `=` and
+/// leading/trailing spaces in the key, backquote in the value.
+fn rfc1464(key: &str, value: &str) -> String {
+    let escaped = key.replace('`', "``").replace('=', "`=");
+    let body = escaped.trim_matches(' ');
+    let leading = escaped.len() - escaped.trim_start_matches(' ').len();
+    let trailing = if body.is_empty() {
+        0
+    } else {
+        escaped.len() - escaped.trim_end_matches(' ').len()
+    };
+    format!(
+        "{}{}{}={}",
+        "` ".repeat(leading),
+        body,
+        "` ".repeat(trailing),
+        value.replace('`', "``")
+    )
+}
+
+/// One TXT character-string holds at most 255 bytes; longer text is split.
+fn character_strings(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > 255 {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The TXT records of a node's metadata: `key=value`, or the bare value for
+/// keys starting with `rfc1035-`.
+fn meta_txt(owner: &Name, ttl: u32, node: &state::Node) -> Vec<Record> {
+    node.meta
+        .iter()
+        .map(|(key, value)| {
+            let text = if key.to_ascii_lowercase().starts_with("rfc1035-") {
+                value.clone()
+            } else {
+                rfc1464(key, value)
+            };
+            Record::from_rdata(
+                owner.clone(),
+                ttl,
+                RData::TXT(TXT::new(character_strings(&text))),
+            )
+        })
+        .collect()
+}
+
+/// Whether an instance passes Consul's DNS health filter: no critical
+/// check, and with `only_passing` nothing but passing checks.
+fn healthy(instance: &CheckServiceNode, only_passing: bool) -> bool {
+    instance.checks.iter().all(|check| {
+        if only_passing {
+            check.status == "passing"
+        } else {
+            check.status != "critical"
+        }
+    })
+}
+
+/// The SRV weight: the warning weight if any check warns, else the
+/// passing weight.
+fn srv_weight(instance: &CheckServiceNode) -> u16 {
+    let weights = instance.service.weights;
+    let weight = if instance.checks.iter().any(|c| c.status == "warning") {
+        weights.warning
+    } else {
+        weights.passing
+    };
+    u16::try_from(weight).unwrap_or(u16::MAX)
+}
+
+fn has_tag(instance: &CheckServiceNode, tag: &str) -> bool {
+    instance
+        .service
+        .tags
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+impl Answerer<'_> {
+    fn soa(&self, domain: &[String]) -> Option<Record> {
+        let owner = fqdn(domain)?;
+        let ns = owner.prepend_label("ns").ok()?;
+        let mbox = owner.prepend_label("hostmaster").ok()?;
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let soa = self.settings.soa;
+        let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        Some(Record::from_rdata(
+            owner,
+            soa.min_ttl,
+            RData::SOA(SOA::new(
+                ns,
+                mbox,
+                serial,
+                clamp(soa.refresh),
+                clamp(soa.retry),
+                clamp(soa.expire),
+                soa.min_ttl,
+            )),
+        ))
+    }
+
+    /// NXDOMAIN with the SOA in the authority section.
+    fn name_error(&self, domain: &[String]) -> Reply {
+        Reply {
+            rcode: ResponseCode::NXDomain,
+            authorities: self.soa(domain).into_iter().collect(),
+            ..Reply::default()
+        }
+    }
+
+    /// `<node>.node.<dc>.<domain>`, where SRV targets and NS names point.
+    fn node_fqdn(&self, node: &str, domain: &[String]) -> Option<Name> {
+        let mut labels = vec![node, "node", self.settings.datacenter.as_str()];
+        labels.extend(domain.iter().map(String::as_str));
+        fqdn(&labels)
+    }
+
+    /// `<hex-ip>.addr.<dc>.<domain>`, the SRV target of a service address.
+    fn addr_fqdn(&self, ip: IpAddr, domain: &[String]) -> Option<Name> {
+        let hex = name::encode_hex_ip(ip);
+        let mut labels = vec![hex.as_str(), "addr", self.settings.datacenter.as_str()];
+        labels.extend(domain.iter().map(String::as_str));
+        fqdn(&labels)
+    }
+
+    /// Healthy instances of `service` (with `tag`, if given), shuffled.
+    fn instances(&self, service: &str, tag: Option<&str>) -> Vec<CheckServiceNode> {
+        let (_, mut instances) = self
+            .snapshot
+            .check_service_nodes(service, &mut WatchSet::new());
+        instances.retain(|instance| {
+            healthy(instance, self.settings.only_passing)
+                && tag.is_none_or(|tag| has_tag(instance, tag))
+        });
+        instances.shuffle(&mut rand::rng());
+        instances
+    }
+
+    fn in_domain(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        domain: &[String],
+        labels: &[String],
+    ) -> Reply {
+        let mut reply = match qtype {
+            RecordType::SOA | RecordType::NS => self.servers(qtype, domain),
+            RecordType::AXFR | RecordType::IXFR => Reply {
+                rcode: ResponseCode::NotImp,
+                ..Reply::default()
+            },
+            _ => match name::lookup(labels, self.settings) {
+                Lookup::Node { name } => self.node(qname, qtype, &name, domain),
+                Lookup::Service { service, tag } => {
+                    self.service(qname, qtype, &service, tag.as_deref(), domain)
+                }
+                Lookup::Addr(ip) => self.addr(qname, qtype, ip),
+                Lookup::Unanswerable | Lookup::Invalid => return self.name_error(domain),
+            },
+        };
+        if reply.rcode == ResponseCode::NoError && reply.answers.is_empty() {
+            reply.authorities.extend(self.soa(domain));
+        }
+        reply
+    }
+
+    /// SOA (with the servers as NS in the authority section) or NS
+    /// questions; the servers are the healthy `consul` instances.
+    fn servers(&self, qtype: RecordType, domain: &[String]) -> Reply {
+        let mut reply = Reply::default();
+        let Some(owner) = fqdn(domain) else {
+            return reply;
+        };
+        let ttl = self.settings.service_ttl;
+        let mut seen = HashSet::new();
+        for server in self.instances(CONSUL_SERVICE, None) {
+            if seen.len() == MAX_NAME_SERVERS {
+                break;
+            }
+            let Some(target) = self.node_fqdn(&server.node.name, domain) else {
+                continue;
+            };
+            if !seen.insert(target.clone()) {
+                continue;
+            }
+            let ns = Record::from_rdata(owner.clone(), ttl, RData::NS(NS(target.clone())));
+            if qtype == RecordType::NS {
+                reply.answers.push(ns);
+            } else {
+                reply.authorities.push(ns);
+            }
+            if let Ok(ip) = server.node.address.parse::<IpAddr>() {
+                reply.additionals.push(ip_record(target, ttl, ip));
+            }
+        }
+        if qtype == RecordType::SOA {
+            reply.answers.extend(self.soa(domain));
+        }
+        reply
+    }
+
+    fn node(&self, qname: &Name, qtype: RecordType, name: &str, domain: &[String]) -> Reply {
+        let Some(node) = self.snapshot.node(name) else {
+            return self.name_error(domain);
+        };
+        let ttl = self.settings.node_ttl;
+        let mut reply = Reply::default();
+        match node.address.parse::<IpAddr>() {
+            Ok(ip) if family_matches(ip, qtype) => {
+                reply.answers.push(ip_record(qname.clone(), ttl, ip));
+            }
+            Ok(ip) if qtype == RecordType::TXT => {
+                reply.additionals.push(ip_record(qname.clone(), ttl, ip));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if let Some(target) = fqdn(&[node.address.trim_end_matches('.')]) {
+                    if !matches!(qtype, RecordType::TXT) {
+                        reply.answers.push(Record::from_rdata(
+                            qname.clone(),
+                            ttl,
+                            RData::CNAME(CNAME(target)),
+                        ));
+                    }
+                }
+            }
+        }
+        if matches!(qtype, RecordType::ANY | RecordType::TXT) {
+            reply.answers.extend(meta_txt(qname, ttl, &node));
+        } else if self.settings.node_meta_txt {
+            reply.additionals.extend(meta_txt(qname, ttl, &node));
+        }
+        reply
+    }
+
+    fn service(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        service: &str,
+        tag: Option<&str>,
+        domain: &[String],
+    ) -> Reply {
+        let instances = self.instances(service, tag);
+        if instances.is_empty() {
+            return self.name_error(domain);
+        }
+        if qtype == RecordType::SRV {
+            self.service_srv(qname, &instances, domain)
+        } else {
+            self.service_addresses(qname, qtype, &instances)
+        }
+    }
+
+    /// The address an instance is reached at: its own, else its node's.
+    fn instance_address(instance: &CheckServiceNode) -> &str {
+        if instance.service.address.is_empty() {
+            &instance.node.address
+        } else {
+            &instance.service.address
+        }
+    }
+
+    fn service_addresses(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        instances: &[CheckServiceNode],
+    ) -> Reply {
+        let ttl = self.settings.service_ttl;
+        let limit = self.settings.a_record_limit;
+        let mut reply = Reply::default();
+        let mut seen = HashSet::new();
+        let mut cname = None;
+        for instance in instances {
+            let address = Self::instance_address(instance);
+            match address.parse::<IpAddr>() {
+                Ok(ip) if family_matches(ip, qtype) => {
+                    if !seen.insert(ip) {
+                        continue;
+                    }
+                    reply.answers.push(ip_record(qname.clone(), ttl, ip));
+                    if limit > 0 && reply.answers.len() == limit {
+                        break;
+                    }
+                }
+                Ok(ip) if qtype == RecordType::TXT => {
+                    if seen.insert(ip) {
+                        reply.additionals.push(ip_record(qname.clone(), ttl, ip));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    if cname.is_none() && qtype != RecordType::TXT {
+                        cname = fqdn(&[address.trim_end_matches('.')]).map(|target| {
+                            Record::from_rdata(qname.clone(), ttl, RData::CNAME(CNAME(target)))
+                        });
+                    }
+                }
+            }
+        }
+        if reply.answers.is_empty() {
+            reply.answers.extend(cname);
+        }
+        reply
+    }
+
+    fn service_srv(
+        &self,
+        qname: &Name,
+        instances: &[CheckServiceNode],
+        domain: &[String],
+    ) -> Reply {
+        let ttl = self.settings.service_ttl;
+        let mut reply = Reply::default();
+        let mut seen = HashSet::new();
+        let mut extra_seen = HashSet::new();
+        let mut push_extra = |reply: &mut Reply, record: Record| {
+            if extra_seen.insert(record.to_string()) {
+                reply.additionals.push(record);
+            }
+        };
+        for instance in instances {
+            let address = Self::instance_address(instance);
+            let port = instance.service.port;
+            if !seen.insert((instance.node.name.clone(), address.to_owned(), port)) {
+                continue;
+            }
+            let node_name = self.node_fqdn(&instance.node.name, domain);
+            let (target, extra) = match address.parse::<IpAddr>() {
+                Ok(ip) => {
+                    let target = if address == instance.node.address {
+                        node_name.clone()
+                    } else {
+                        self.addr_fqdn(ip, domain)
+                    };
+                    let extra = target.clone().map(|t| ip_record(t, ttl, ip));
+                    (target, extra)
+                }
+                Err(_) => (fqdn(&[address.trim_end_matches('.')]), None),
+            };
+            let Some(target) = target else {
+                continue;
+            };
+            reply.answers.push(Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::SRV(SRV::new(1, srv_weight(instance), port, target)),
+            ));
+            if let Some(extra) = extra {
+                push_extra(&mut reply, extra);
+            }
+            if self.settings.node_meta_txt {
+                if let Some(node_name) = &node_name {
+                    for txt in meta_txt(node_name, ttl, &instance.node) {
+                        push_extra(&mut reply, txt);
+                    }
+                }
+            }
+        }
+        reply
+    }
+
+    /// `<hex-ip>.addr...`: the address itself.
+    fn addr(&self, qname: &Name, qtype: RecordType, ip: IpAddr) -> Reply {
+        let record = ip_record(qname.clone(), self.settings.node_ttl, ip);
+        let mut reply = Reply::default();
+        if family_matches(ip, qtype) {
+            reply.answers.push(record);
+        } else {
+            reply.additionals.push(record);
+        }
+        reply
+    }
+
+    /// PTR answers for an address: the nodes that have it, else the
+    /// services registered with it.
+    fn reverse(&self, qname: &Name, ip: IpAddr) -> Reply {
+        let domain = &self.settings.domain;
+        let ttl = self.settings.node_ttl;
+        let matches = |address: &str| address.parse::<IpAddr>().is_ok_and(|a| a == ip);
+        let mut reply = Reply::default();
+        let (_, nodes) = self.snapshot.nodes(&mut WatchSet::new());
+        for node in nodes.iter().filter(|n| matches(&n.address)) {
+            if let Some(target) = self.node_fqdn(&node.name, domain) {
+                reply.answers.push(Record::from_rdata(
+                    qname.clone(),
+                    ttl,
+                    RData::PTR(PTR(target)),
+                ));
+            }
+        }
+        if !reply.answers.is_empty() {
+            return reply;
+        }
+        let (_, services) = self.snapshot.services(&mut WatchSet::new());
+        for service in services.keys() {
+            let (_, instances) = self.snapshot.service_nodes(service, &mut WatchSet::new());
+            if instances
+                .iter()
+                .any(|(service, _)| matches(&service.address))
+            {
+                let mut labels = vec![service.as_str(), "service", &self.settings.datacenter];
+                labels.extend(domain.iter().map(String::as_str));
+                if let Some(target) = fqdn(&labels) {
+                    reply.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        ttl,
+                        RData::PTR(PTR(target)),
+                    ));
+                }
+            }
+        }
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1464_escaping() {
+        assert_eq!(rfc1464("key", "value"), "key=value");
+        assert_eq!(rfc1464("a=b", "c"), "a`=b=c");
+        assert_eq!(rfc1464("a`b", "c`d"), "a``b=c``d");
+        assert_eq!(rfc1464("  key ", "v"), "` ` key` =v");
+        assert_eq!(rfc1464("", "v"), "=v");
+    }
+
+    #[test]
+    fn long_text_is_split() {
+        let text = "x".repeat(600);
+        let parts = character_strings(&text);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.len() <= 255));
+        assert_eq!(parts.concat(), text);
+        assert_eq!(character_strings(""), vec![String::new()]);
+    }
+}

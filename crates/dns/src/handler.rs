@@ -1,0 +1,183 @@
+//! The hickory [`RequestHandler`]: one snapshot per query, answered by
+//! [`answer`](crate::answer), cut to size, written back.
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{Name, Record};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use crate::answer::{self, Outcome, Reply};
+use crate::config::{DnsConfig, Settings};
+use crate::recursor;
+use crate::trim::{self, Transport};
+use crate::SnapshotSource;
+
+/// Answers DNS queries from the catalog; hand it to a hickory
+/// [`Server`](hickory_server::Server) (or use [`serve`](crate::serve)).
+pub struct CatalogDns {
+    snapshots: SnapshotSource,
+    settings: Settings,
+}
+
+impl CatalogDns {
+    pub fn new(snapshots: SnapshotSource, config: DnsConfig) -> CatalogDns {
+        CatalogDns {
+            snapshots,
+            settings: Settings::new(&config),
+        }
+    }
+}
+
+/// The header and sections of a response about to be sent.
+struct Response<'a> {
+    metadata: Metadata,
+    edns: Option<Edns>,
+    answers: &'a [Record],
+    authorities: &'a [Record],
+    additionals: &'a [Record],
+}
+
+/// An OPT record echoing the query's UDP size, if the query had one.
+fn echo_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|edns| {
+        let mut echo = Edns::new();
+        echo.set_max_payload(edns.max_payload().max(512));
+        echo
+    })
+}
+
+async fn send<R: ResponseHandler>(
+    request: &Request,
+    mut handle: R,
+    response: Response<'_>,
+) -> ResponseInfo {
+    let builder = MessageResponseBuilder::new(&request.queries, response.edns.as_ref());
+    let message = builder.build(
+        response.metadata,
+        response.answers.iter(),
+        response.authorities.iter(),
+        std::iter::empty(),
+        response.additionals.iter(),
+    );
+    match handle.send_response(message).await {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::warn!(%error, "could not send a DNS response");
+            let mut metadata = response.metadata;
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}
+
+/// A response with no records.
+fn bare(request: &Request, rcode: ResponseCode, recursion_available: bool) -> Response<'static> {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = rcode;
+    metadata.recursion_available = recursion_available;
+    Response {
+        metadata,
+        edns: echo_edns(request),
+        answers: &[],
+        authorities: &[],
+        additionals: &[],
+    }
+}
+
+impl CatalogDns {
+    async fn recurse<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+        if !self.settings.can_recurse() {
+            // As for any name outside the domains Consul serves.
+            return send(request, handle, bare(request, ResponseCode::Refused, false)).await;
+        }
+        let forwarded = recursor::forward(
+            request.as_slice(),
+            request.metadata.id,
+            &self.settings.recursors,
+            self.settings.recursor_timeout,
+            request.protocol() == Protocol::Tcp,
+        )
+        .await;
+        let Some(upstream) = forwarded else {
+            return send(request, handle, bare(request, ResponseCode::ServFail, true)).await;
+        };
+        let mut metadata = upstream.metadata;
+        metadata.id = request.metadata.id;
+        let edns = request.edns.as_ref().map(|_| {
+            let mut echo = upstream.edns.clone().unwrap_or_default();
+            echo.set_max_payload(echo_edns(request).map_or(512, |e| e.max_payload()));
+            echo
+        });
+        let response = Response {
+            metadata,
+            edns,
+            answers: &upstream.answers,
+            authorities: &upstream.authorities,
+            additionals: &upstream.additionals,
+        };
+        send(request, handle, response).await
+    }
+
+    async fn reply<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: R,
+        mut reply: Reply,
+        query: &hickory_proto::op::Query,
+    ) -> ResponseInfo {
+        let edns = echo_edns(request);
+        let trimmed = trim::trim(
+            &mut reply,
+            &Transport {
+                udp: request.protocol() == Protocol::Udp,
+                query,
+                edns: edns.as_ref(),
+                udp_answer_limit: self.settings.udp_answer_limit,
+            },
+        );
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        metadata.recursion_available = self.settings.can_recurse();
+        metadata.response_code = reply.rcode;
+        metadata.truncation = trimmed && self.settings.enable_truncate;
+        let response = Response {
+            metadata,
+            edns,
+            answers: &reply.answers,
+            authorities: &reply.authorities,
+            additionals: &reply.additionals,
+        };
+        send(request, handle, response).await
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for CatalogDns {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
+        if request.metadata.op_code != OpCode::Query {
+            return send(request, handle, bare(request, ResponseCode::NotImp, false)).await;
+        }
+        // Like Consul, answer the first question only.
+        let Some(query) = request.queries.queries().first() else {
+            return send(request, handle, bare(request, ResponseCode::Refused, false)).await;
+        };
+        let qname = Name::from(query.name());
+        let outcome = {
+            let snapshot = (self.snapshots)();
+            answer::answer(&snapshot, &self.settings, &qname, query.query_type())
+        };
+        match outcome {
+            Outcome::Recurse => self.recurse(request, handle).await,
+            Outcome::Reply(reply) => self.reply(request, handle, reply, query.original()).await,
+        }
+    }
+}
