@@ -17,6 +17,7 @@ use crate::local_state::LocalState;
 use crate::persisted::{Definition, DefinitionStore};
 use crate::registrations::Source;
 use crate::service_definition::ServiceDefinition;
+use crate::sessions::{LockDelays, SessionTimers};
 use crate::tombstone_reaper::TombstoneReaper;
 
 /// The Consul release whose API praetor answers like; clients that check
@@ -49,6 +50,8 @@ pub struct Agent {
     check_updates: Mutex<Option<UnboundedReceiver<CheckUpdate>>>,
     /// Where API registrations are kept across restarts (with a data dir).
     definitions: Option<DefinitionStore>,
+    session_timers: SessionTimers,
+    lock_delays: LockDelays,
 }
 
 impl Agent {
@@ -73,6 +76,8 @@ impl Agent {
             checks: Mutex::new(Some(CheckScheduler::new(updates_tx))),
             check_updates: Mutex::new(Some(updates_rx)),
             definitions,
+            session_timers: SessionTimers::default(),
+            lock_delays: LockDelays::default(),
         }))
     }
 
@@ -94,6 +99,57 @@ impl Agent {
         })
         .await
         .map_err(std::io::Error::other)?
+    }
+
+    /// Keeps a TTL check's reported status on disk (off the async workers)
+    /// so that a restart within the TTL does not reset it.
+    pub(crate) fn remember_ttl_status(
+        &self,
+        id: &str,
+        status: crate::checks::CheckStatus,
+        output: String,
+    ) {
+        let Some(store) = self.definitions.clone() else {
+            return;
+        };
+        let ttl = self.local_state().check(id).and_then(|c| c.ttl);
+        let Some(ttl) = ttl else {
+            return;
+        };
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            + ttl;
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) =
+                store.save_check_state(&id, status.as_str(), &output, expires.as_millis())
+            {
+                tracing::warn!(%error, check = %id, "could not save a TTL check's status");
+            }
+        });
+    }
+
+    /// Puts back the saved status of every TTL check that has one.
+    fn restore_ttl_statuses(&self, store: &DefinitionStore) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let ttl_checks: Vec<String> = self
+            .local_state()
+            .checks()
+            .values()
+            .filter(|c| c.ttl.is_some())
+            .map(|c| c.check.check_id.clone())
+            .collect();
+        for id in ttl_checks {
+            if let Some((status, output)) = store.load_check_state(&id, now) {
+                if let Ok(status) = status.parse() {
+                    self.check_scheduler().ttl_update(&id, status, output);
+                }
+            }
+        }
     }
 
     /// Registers again what the API registered before a restart.
@@ -120,6 +176,7 @@ impl Agent {
                 tracing::warn!(%error, "could not restore a saved check");
             }
         }
+        self.restore_ttl_statuses(store);
         Ok(())
     }
 
@@ -216,7 +273,19 @@ impl Agent {
     /// Replicates `command` and applies it; returns the index it was
     /// applied at and what it produced.
     pub async fn apply(&self, command: Command) -> Result<(Index, Outcome), AgentError> {
-        Ok(self.log.append(&self.store, &command)?)
+        let now = Instant::now();
+        if let Some(refused) = self.lock_delays.refusal(&command, now) {
+            return Ok((self.store.index(), refused));
+        }
+        let (index, outcome, released) = self.log.append(&self.store, &command)?;
+        if !released.is_empty() {
+            self.lock_delays.record(&released, now);
+        }
+        Ok((index, outcome))
+    }
+
+    pub(crate) fn session_timers(&self) -> &SessionTimers {
+        &self.session_timers
     }
 
     /// The Raft address of the leader, as `/v1/status/leader` reports it.
@@ -341,7 +410,7 @@ fn ip_family(address: &str) -> &'static str {
 }
 
 /// A random (version 4) UUID, as Consul generates node IDs.
-fn random_uuid() -> String {
+pub(crate) fn random_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -386,5 +455,14 @@ impl SchedulerGuard<'_> {
         self.0
             .as_mut()
             .is_some_and(|s| s.ttl_update(check_id, status, output))
+    }
+
+    pub(crate) fn ttl_record(
+        &mut self,
+        check_id: &str,
+        status: crate::checks::CheckStatus,
+        output: String,
+    ) -> Option<CheckUpdate> {
+        self.0.as_mut()?.ttl_record(check_id, status, output)
     }
 }

@@ -11,6 +11,7 @@ pub mod local_state;
 pub mod persisted;
 pub mod registrations;
 pub mod service_definition;
+pub mod sessions;
 mod tombstone_reaper;
 
 pub use agent::{

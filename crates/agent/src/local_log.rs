@@ -1,6 +1,6 @@
 use std::sync::{Mutex, PoisonError};
 
-use state::{Command, Index, Outcome, StateError, Store};
+use state::{Command, Index, Outcome, ReleasedLock, StateError, Store};
 
 /// The dev agent's log: it gives each command the next index and applies it
 /// at once, with nothing kept on disk. Servers replace it with Raft, which
@@ -11,12 +11,17 @@ pub struct LocalLog {
 }
 
 impl LocalLog {
-    /// Appends `command` and applies it; returns its index and outcome.
-    pub fn append(&self, store: &Store, command: &Command) -> Result<(Index, Outcome), StateError> {
+    /// Appends `command` and applies it; returns its index, its outcome
+    /// and the locks it freed.
+    pub fn append(
+        &self,
+        store: &Store,
+        command: &Command,
+    ) -> Result<(Index, Outcome, Vec<ReleasedLock>), StateError> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let index = (*last).max(store.index()) + 1;
-        let outcome = store.apply(index, command)?;
+        let (outcome, released) = store.apply_with_effects(index, command)?;
         *last = index;
-        Ok((index, outcome))
+        Ok((index, outcome, released))
     }
 }

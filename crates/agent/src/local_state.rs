@@ -22,6 +22,8 @@ pub struct LocalCheck {
     pub deregister_critical_after: Option<std::time::Duration>,
     /// When the check last turned critical, for the rule above.
     pub critical_since: Option<std::time::Instant>,
+    /// A TTL check's TTL (its reported status is saved across restarts).
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// Services and checks by ID. Every change bumps `version`, which tells

@@ -14,6 +14,7 @@ use serde_json::Value;
 pub struct DefinitionStore {
     services: PathBuf,
     checks: PathBuf,
+    check_states: PathBuf,
 }
 
 /// A kind of persisted definition.
@@ -46,9 +47,10 @@ impl DefinitionStore {
         let store = DefinitionStore {
             services: data_dir.join("services"),
             checks: data_dir.join("checks"),
+            check_states: data_dir.join("checks").join("state"),
         };
         fs::create_dir_all(&store.services)?;
-        fs::create_dir_all(&store.checks)?;
+        fs::create_dir_all(&store.check_states)?;
         Ok(store)
     }
 
@@ -69,6 +71,41 @@ impl DefinitionStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+
+    /// Saves the last status a TTL check was given, until `expires_ms`
+    /// (unix milliseconds), so a restart does not reset it to critical.
+    pub fn save_check_state(
+        &self,
+        id: &str,
+        status: &str,
+        output: &str,
+        expires_ms: u128,
+    ) -> io::Result<()> {
+        let state = serde_json::json!({"Status": status, "Output": output, "Expires": expires_ms.to_string()});
+        let bytes = serde_json::to_vec(&state).map_err(io::Error::other)?;
+        write_atomically(&self.check_states.join(file_name(id)), &bytes)
+    }
+
+    /// The saved status and output of a TTL check, if still fresh at `now_ms`.
+    pub fn load_check_state(&self, id: &str, now_ms: u128) -> Option<(String, String)> {
+        let bytes = fs::read(self.check_states.join(file_name(id))).ok()?;
+        let state: Value = serde_json::from_slice(&bytes).ok()?;
+        let expires: u128 = state.get("Expires")?.as_str()?.parse().ok()?;
+        (expires > now_ms).then(|| {
+            (
+                state
+                    .get("Status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("critical")
+                    .to_owned(),
+                state
+                    .get("Output")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
     }
 
     /// Every saved definition of `kind`. A file that does not parse is

@@ -126,6 +126,10 @@ impl Agent {
                 check,
                 deregister_critical_after: deregister_after,
                 critical_since: (status == CheckStatus::Critical).then(std::time::Instant::now),
+                ttl: match &kind {
+                    CheckKind::Ttl { ttl, .. } => Some(*ttl),
+                    _ => None,
+                },
             },
             kind,
             definition,
@@ -292,11 +296,13 @@ impl Agent {
         if self.local_state().check(id).is_none() {
             return Err(unknown_check(id));
         }
-        if !self.check_scheduler().ttl_update(id, status, output) {
+        let Some(update) = self.check_scheduler().ttl_record(id, status, output) else {
             return Err(RegisterError::Refused(format!(
                 "CheckID {id:?} does not have associated TTL"
             )));
-        }
+        };
+        self.update_local(|local| local.update_check(id, update.status.as_str(), &update.output));
+        self.remember_ttl_status(id, status, update.output);
         Ok(())
     }
 
@@ -333,6 +339,7 @@ impl Agent {
                 check,
                 deregister_critical_after: None,
                 critical_since: None,
+                ttl: None,
             })
         });
     }
@@ -381,6 +388,7 @@ impl Agent {
                 check,
                 deregister_critical_after: None,
                 critical_since: None,
+                ttl: None,
             })
         });
         Ok(())

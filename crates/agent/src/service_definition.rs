@@ -21,8 +21,8 @@ pub struct AddressDefinition {
 #[derive(Deserialize, Clone, Debug)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct WeightsDefinition {
-    pub passing: u32,
-    pub warning: u32,
+    pub passing: i64,
+    pub warning: i64,
 }
 
 impl Default for WeightsDefinition {
@@ -71,9 +71,14 @@ impl ServiceDefinition {
             return Err(DefinitionError("Invalid service address".into()));
         }
         if let Some(w) = &self.weights {
-            if w.passing == 0 {
+            if w.passing <= 0 {
                 return Err(DefinitionError(
                     "Invalid Weights: Passing must be greater than 0".into(),
+                ));
+            }
+            if w.warning < 0 {
+                return Err(DefinitionError(
+                    "Invalid Weights: Warning must be greater or equal than 0".into(),
                 ));
             }
             if w.passing > 65535 || w.warning > 65535 {
@@ -113,8 +118,8 @@ impl ServiceDefinition {
         };
         if let Some(w) = &self.weights {
             instance.weights = state::Weights {
-                passing: w.passing,
-                warning: w.warning,
+                passing: u32::try_from(w.passing).unwrap_or(1),
+                warning: u32::try_from(w.warning).unwrap_or(0),
             };
         }
         if let Some(tagged) = &self.tagged_addresses {
@@ -130,6 +135,20 @@ impl ServiceDefinition {
                     )
                 })
                 .collect();
+        }
+        // Like Consul's agent: a service with an IP address is reachable
+        // there on LAN and WAN unless told otherwise.
+        if let Ok(ip) = self.address.parse::<std::net::IpAddr>() {
+            let family = if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+            for tag in [format!("lan_{family}"), format!("wan_{family}")] {
+                instance
+                    .tagged_addresses
+                    .entry(tag)
+                    .or_insert_with(|| ServiceAddress {
+                        address: self.address.clone(),
+                        port: self.port,
+                    });
+            }
         }
         instance
     }

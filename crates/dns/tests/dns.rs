@@ -672,9 +672,14 @@ async fn fake_upstream() -> (SocketAddr, JoinHandle<()>) {
         }
         response.to_vec().unwrap()
     }
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The UDP port's TCP twin may be taken by another process: try again.
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        if let Ok(tcp) = TcpListener::bind(addr).await {
+            break (udp, tcp, addr);
+        }
+    };
     let task = tokio::spawn(async move {
         let udp_loop = async {
             let mut buffer = vec![0u8; 65535];

@@ -93,10 +93,19 @@ pub async fn one(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> R
     let id = tail(&uri, "/v1/agent/service/");
     let local = agent.local_state();
     match local.service(&id) {
-        Some(s) => reply::ok(
-            &AgentServiceJson::new(&s.instance, &agent.config().datacenter),
-            reply::pretty(agent.config().dev, &params),
-        ),
+        Some(s) => {
+            let json = AgentServiceJson::new(&s.instance, &agent.config().datacenter);
+            let hash = content_hash(&json);
+            let mut body = serde_json::to_value(&json).unwrap_or_default();
+            if let Some(object) = body.as_object_mut() {
+                object.insert("ContentHash".into(), hash.clone().into());
+            }
+            let mut response = reply::ok(&body, reply::pretty(agent.config().dev, &params));
+            if let Ok(value) = axum::http::HeaderValue::from_str(&hash) {
+                response.headers_mut().insert("X-Consul-ContentHash", value);
+            }
+            response
+        }
         None => HttpError::new(StatusCode::NOT_FOUND, format!("unknown service ID: {id}"))
             .into_response(),
     }
@@ -163,4 +172,14 @@ pub async fn deregister(State(agent): State<Arc<Agent>>, method: Method, uri: Ur
             HttpError::internal(format!("failed removing persisted service: {e}")).into_response()
         }
     }
+}
+
+/// A hash of what a service looks like, so a client can tell whether it
+/// changed (Consul's `ContentHash`): FNV-1a over its JSON.
+fn content_hash<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }

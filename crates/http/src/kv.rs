@@ -179,25 +179,22 @@ async fn put(
         .await
         .map_err(|_| too_large(max + 1))?;
     let pretty = reply::pretty(agent.config().dev, params);
-    if let Some(session) = params.get("acquire") {
-        // No session exists yet on this agent, so every acquire names an
-        // unknown session.
-        return Err(HttpError::internal(format!("invalid session {session:?}")));
-    }
-    if params.has("release") {
-        // A lock can only be released by its holder; no key has one yet.
-        return Ok(reply::json(StatusCode::OK, &false, pretty));
-    }
+    let (verb, session) = if let Some(session) = params.get("acquire") {
+        (KvVerb::Lock, session)
+    } else if let Some(session) = params.get("release") {
+        (KvVerb::Unlock, session)
+    } else if cas.is_some() {
+        (KvVerb::Cas, "")
+    } else {
+        (KvVerb::Set, "")
+    };
     let op = KvOp {
-        verb: if cas.is_some() {
-            KvVerb::Cas
-        } else {
-            KvVerb::Set
-        },
+        verb,
         key: key.to_owned(),
         value: value.to_vec(),
         flags,
         index: cas.unwrap_or(0),
+        session: session.to_owned(),
     };
     write(agent, op, pretty).await
 }
@@ -225,6 +222,7 @@ async fn delete(agent: &Agent, key: &str, params: &Params) -> Result<Response, H
 async fn write(agent: &Agent, op: KvOp, pretty: bool) -> Result<Response, HttpError> {
     match agent.apply(Command::Kv(op)).await {
         Ok((_, Outcome::Kv(done))) => Ok(reply::json(StatusCode::OK, &done, pretty)),
+        Ok((_, Outcome::KvRefused(why))) => Err(HttpError::internal(why)),
         Ok((_, other)) => Err(HttpError::internal(format!(
             "unexpected outcome of a KV write: {other:?}"
         ))),

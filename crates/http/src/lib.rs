@@ -16,6 +16,7 @@ mod http1;
 mod kv;
 mod params;
 mod reply;
+mod session;
 mod shapes;
 mod status;
 mod txn;
@@ -59,6 +60,16 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/health/state/{*name}", any(health::state))
         .route("/v1/health/service/", any(health::service))
         .route("/v1/health/service/{*name}", any(health::service))
+        .route("/v1/session/create", any(session::create))
+        .route("/v1/session/destroy/", any(session::destroy))
+        .route("/v1/session/destroy/{*id}", any(session::destroy))
+        .route("/v1/session/renew/", any(session::renew))
+        .route("/v1/session/renew/{*id}", any(session::renew))
+        .route("/v1/session/info/", any(session::info))
+        .route("/v1/session/info/{*id}", any(session::info))
+        .route("/v1/session/node/", any(session::node))
+        .route("/v1/session/node/{*node}", any(session::node))
+        .route("/v1/session/list", any(session::list))
         .route("/v1/agent/self", any(agent_endpoint::self_))
         .route("/v1/agent/services", any(agent_services::list))
         .route("/v1/agent/service/register", any(agent_services::register))

@@ -201,7 +201,7 @@ fn convert(bodies: Vec<OpBody>, max_value: u64) -> Result<(Vec<TxnOp>, Vec<TxnEr
             )));
         }
         let Some(verb) = KvVerb::parse(&kv.verb) else {
-            refuse(session_verb_error(&kv));
+            refuse(format!("unknown KV verb {:?}", kv.verb));
             continue;
         };
         if kv.key.is_empty() && verb != KvVerb::DeleteTree {
@@ -214,27 +214,8 @@ fn convert(bodies: Vec<OpBody>, max_value: u64) -> Result<(Vec<TxnOp>, Vec<TxnEr
             value,
             flags: kv.flags,
             index: kv.index,
+            session: kv.session,
         }));
     }
     Ok((ops, refused))
-}
-
-/// What the session verbs answer while no session can exist on this agent,
-/// and Consul's text for a verb it does not know.
-fn session_verb_error(kv: &KvBody) -> String {
-    let key = &kv.key;
-    match kv.verb.as_str() {
-        "lock" | "unlock" | "check-session" if kv.session.is_empty() => {
-            "missing session".to_owned()
-        }
-        "lock" => format!("invalid session {:?}", kv.session),
-        "unlock" => {
-            format!("failed to unlock key {key:?}, lock isn't held, or is held by another session")
-        }
-        "check-session" => format!(
-            "failed session check for key {key:?}, current session \"\" != {:?}",
-            kv.session
-        ),
-        other => format!("unknown KV verb {other:?}"),
-    }
 }

@@ -122,6 +122,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .restore_definitions()
         .context("Error starting agent: could not restore saved services and checks")?;
     tokio::spawn(Arc::clone(&agent).run_checks());
+    tokio::spawn(Arc::clone(&agent).run_session_timers());
     let mut servers_dns = Vec::new();
     for (addr, udp, tcp) in dns_sockets {
         tracing::info!(%addr, "DNS listening (udp and tcp)");

@@ -386,8 +386,13 @@ impl WriteTxn {
             row.create_index = old.create_index;
         }
         let service_name = row.service_name.clone();
+        let critical = row.status == "critical";
+        let check_id = row.check_id.clone();
         self.tables.catalog.checks.insert(key, Arc::new(row));
         self.touch(Table::Checks, node_key);
+        if critical {
+            self.invalidate_check_sessions(node_key, &check_id);
+        }
         if service_name.is_empty() {
             self.bump_all_services_of(node_key);
         } else {
@@ -418,6 +423,7 @@ impl WriteTxn {
             return;
         };
         self.touch(Table::Checks, node_key);
+        self.invalidate_check_sessions(node_key, check_id);
         if check.service_name.is_empty() {
             self.bump_all_services_of(node_key);
         } else {
@@ -478,6 +484,7 @@ impl WriteTxn {
         for check_id in doomed {
             self.delete_check(node_key, &check_id);
         }
+        self.invalidate_node_sessions(node_key);
         if let Some(node) = self.tables.catalog.nodes.remove(node_key) {
             self.touch(Table::Nodes, node_key);
             self.tables.catalog.named.remove(&node_row(&node.name));

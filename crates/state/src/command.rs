@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogError, Deregistration, Registration};
+use crate::session::Session;
 use crate::txn::TxnOutcome;
 use crate::Index;
 
@@ -20,6 +21,11 @@ pub enum Command {
     Register(Box<Registration>),
     /// `/v1/catalog/deregister` and the agent's anti-entropy.
     Deregister(Deregistration),
+    /// `/v1/session/create` (the ID is chosen before the command is logged).
+    SessionCreate(Box<Session>),
+    /// `/v1/session/destroy` and TTL expiry: releases (or deletes) every
+    /// key the session holds.
+    SessionDestroy { id: String },
 }
 
 /// What applying a command produced.
@@ -27,9 +33,12 @@ pub enum Command {
 pub enum Outcome {
     /// The `true`/`false` a KV write answers with (false: a CAS lost).
     Kv(bool),
+    /// A KV write refused outright (a lock naming no or an unknown
+    /// session): Consul answers these with an error, not `false`.
+    KvRefused(String),
     Txn(TxnOutcome),
     Reaped,
-    /// A catalog write: done, or refused with Consul's reason.
+    /// A catalog or session write: done, or refused with Consul's reason.
     Catalog(Result<(), CatalogError>),
 }
 
@@ -51,6 +60,12 @@ pub enum KvVerb {
     Delete,
     DeleteCas,
     DeleteTree,
+    /// Acquire the key's lock for a session (`?acquire`).
+    Lock,
+    /// Release the key's lock held by a session (`?release`).
+    Unlock,
+    /// Fail the transaction unless the session holds the key.
+    CheckSession,
 }
 
 impl KvVerb {
@@ -66,6 +81,9 @@ impl KvVerb {
             "delete" => KvVerb::Delete,
             "delete-cas" => KvVerb::DeleteCas,
             "delete-tree" => KvVerb::DeleteTree,
+            "lock" => KvVerb::Lock,
+            "unlock" => KvVerb::Unlock,
+            "check-session" => KvVerb::CheckSession,
             _ => return None,
         })
     }
@@ -74,7 +92,11 @@ impl KvVerb {
     pub fn is_read(self) -> bool {
         matches!(
             self,
-            KvVerb::Get | KvVerb::GetTree | KvVerb::CheckIndex | KvVerb::CheckNotExists
+            KvVerb::Get
+                | KvVerb::GetTree
+                | KvVerb::CheckIndex
+                | KvVerb::CheckNotExists
+                | KvVerb::CheckSession
         )
     }
 }
@@ -89,6 +111,9 @@ pub struct KvOp {
     pub flags: u64,
     /// The `ModifyIndex` a CAS or check compares against.
     pub index: Index,
+    /// The session of a lock, unlock or session check.
+    #[serde(default)]
+    pub session: String,
 }
 
 impl KvOp {
@@ -100,6 +125,7 @@ impl KvOp {
             value: Vec::new(),
             flags: 0,
             index: 0,
+            session: String::new(),
         }
     }
 }

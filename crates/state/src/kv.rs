@@ -175,6 +175,82 @@ impl WriteTxn {
         entry
     }
 
+    /// Takes the key's lock for `session` (which must exist), writing the
+    /// value. Re-acquiring by the holder keeps the lock index; a new holder
+    /// increments it. `None` if another session holds the lock.
+    pub(crate) fn kv_lock(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        flags: u64,
+        session: &str,
+    ) -> Option<Arc<DirEntry>> {
+        let existing = self.kv_get(key);
+        let (create_index, lock_index) = match &existing {
+            Some(e) => match e.session.as_deref() {
+                Some(holder) if holder == session => (e.create_index, e.lock_index),
+                Some(_) => return None,
+                None => (e.create_index, e.lock_index + 1),
+            },
+            None => (self.index, 1),
+        };
+        let entry = DirEntry {
+            key: key.to_owned(),
+            value: value.to_vec(),
+            flags,
+            session: Some(session.to_owned()),
+            lock_index,
+            create_index,
+            modify_index: self.index,
+        };
+        if existing.as_deref().is_some_and(|e| e.same_content(&entry)) {
+            return existing;
+        }
+        let entry = Arc::new(entry);
+        self.tables.kvs.insert(key.to_owned(), Arc::clone(&entry));
+        self.touch(Table::Kvs, key);
+        Some(entry)
+    }
+
+    /// Releases the key's lock if `session` holds it, writing the value.
+    pub(crate) fn kv_unlock(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        flags: u64,
+        session: &str,
+    ) -> Option<Arc<DirEntry>> {
+        let existing = self.kv_get(key)?;
+        if existing.session.as_deref() != Some(session) {
+            return None;
+        }
+        let entry = Arc::new(DirEntry {
+            value: value.to_vec(),
+            flags,
+            session: None,
+            modify_index: self.index,
+            ..(*existing).clone()
+        });
+        self.tables.kvs.insert(key.to_owned(), Arc::clone(&entry));
+        self.touch(Table::Kvs, key);
+        Some(entry)
+    }
+
+    /// Clears a key's lock holder, keeping its value (a destroyed session
+    /// with the `release` behavior).
+    pub(crate) fn kv_release(&mut self, key: &str) {
+        let Some(existing) = self.kv_get(key) else {
+            return;
+        };
+        let entry = DirEntry {
+            session: None,
+            modify_index: self.index,
+            ..(*existing).clone()
+        };
+        self.tables.kvs.insert(key.to_owned(), Arc::new(entry));
+        self.touch(Table::Kvs, key);
+    }
+
     /// Check-and-set: index 0 writes only a new key; any other index writes
     /// only if it is the key's current `ModifyIndex`.
     pub(crate) fn kv_set_cas(

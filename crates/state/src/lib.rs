@@ -16,6 +16,7 @@ mod command;
 mod error;
 mod kv;
 mod persist;
+mod session;
 mod snapshot;
 mod store;
 mod table;
@@ -29,6 +30,7 @@ pub use catalog::{
 pub use command::{Command, KvOp, KvVerb, Outcome, TxnOp};
 pub use error::StateError;
 pub use kv::DirEntry;
+pub use session::{Behavior, ReleasedLock, Session};
 pub use snapshot::Snapshot;
 pub use store::Store;
 pub use table::Table;

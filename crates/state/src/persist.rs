@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{HealthCheck, Node, ServiceInstance};
 use crate::error::StateError;
 use crate::kv::DirEntry;
+use crate::session::Session;
 use crate::snapshot::{Snapshot, Tables};
 use crate::table::TableIndexes;
 use crate::Index;
 
 /// Leads every snapshot, so a foreign or future file is refused, not misread.
-const MAGIC: &[u8; 8] = b"PRSTATE2";
+const MAGIC: &[u8; 8] = b"PRSTATE3";
 
 #[derive(Serialize, Deserialize)]
 struct Persisted {
@@ -26,6 +27,7 @@ struct Persisted {
     services: Vec<ServiceInstance>,
     checks: Vec<HealthCheck>,
     named_indexes: Vec<(String, Index)>,
+    sessions: Vec<Session>,
 }
 
 impl Snapshot {
@@ -42,6 +44,12 @@ impl Snapshot {
             services: catalog.services.values().map(|s| (**s).clone()).collect(),
             checks: catalog.checks.values().map(|c| (**c).clone()).collect(),
             named_indexes: pairs(&catalog.named),
+            sessions: self
+                .tables
+                .sessions
+                .values()
+                .map(|s| (**s).clone())
+                .collect(),
         };
         let mut out = MAGIC.to_vec();
         // Encoding plain owned data into a Vec cannot fail.
@@ -97,6 +105,11 @@ impl Snapshot {
             );
         }
         catalog.named = persisted.named_indexes.into_iter().collect();
+        for session in persisted.sessions {
+            tables
+                .sessions
+                .insert(session.id.to_lowercase(), Arc::new(session));
+        }
         Ok(Snapshot {
             index: persisted.index,
             tables,

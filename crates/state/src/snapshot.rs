@@ -4,6 +4,7 @@ use imbl::OrdMap;
 
 use crate::catalog::CatalogTables;
 use crate::kv::DirEntry;
+use crate::session::Session;
 use crate::table::{Table, TableIndexes};
 use crate::Index;
 
@@ -18,6 +19,8 @@ pub(crate) struct Tables {
     /// below it, so it also bounds reads of longer prefixes.
     pub(crate) tree_tombstones: OrdMap<String, Index>,
     pub(crate) catalog: CatalogTables,
+    /// By lowercased session ID.
+    pub(crate) sessions: OrdMap<String, Arc<Session>>,
     pub(crate) indexes: TableIndexes,
 }
 

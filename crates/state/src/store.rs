@@ -4,6 +4,7 @@ use arc_swap::ArcSwap;
 
 use crate::command::{Command, KvVerb, Outcome, TxnOp};
 use crate::error::StateError;
+use crate::session::ReleasedLock;
 use crate::snapshot::Snapshot;
 use crate::txn::{TxnOutcome, WriteTxn};
 use crate::watch::{Watch, WatchRegistry, WatchSet};
@@ -45,6 +46,17 @@ impl Store {
     /// Applies `command` at log index `index`: the one place where state
     /// changes. Indexes must increase from call to call.
     pub fn apply(&self, index: Index, command: &Command) -> Result<Outcome, StateError> {
+        self.apply_with_effects(index, command)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::apply`], also reporting the locks that destroyed sessions
+    /// gave up, for the lock delays the leader enforces.
+    pub fn apply_with_effects(
+        &self,
+        index: Index,
+        command: &Command,
+    ) -> Result<(Outcome, Vec<ReleasedLock>), StateError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.current.load_full();
         if index <= current.index {
@@ -56,8 +68,18 @@ impl Store {
         let mut txn = WriteTxn::new(index, current.tables.clone());
         let (outcome, keep) = match command {
             Command::Kv(op) => {
-                let ok = txn.kv_op(op).is_ok();
-                (Outcome::Kv(ok), ok)
+                let refused = match op.verb {
+                    KvVerb::Lock => txn.check_lock_session(&op.session).err(),
+                    KvVerb::Unlock if op.session.is_empty() => Some("missing session".to_owned()),
+                    _ => None,
+                };
+                match refused {
+                    Some(why) => (Outcome::KvRefused(why), false),
+                    None => {
+                        let ok = txn.kv_op(op).is_ok();
+                        (Outcome::Kv(ok), ok)
+                    }
+                }
             }
             Command::Txn(ops) => {
                 let outcome = txn.run(ops);
@@ -78,6 +100,15 @@ impl Store {
                 let keep = result.is_ok();
                 (Outcome::Catalog(result), keep)
             }
+            Command::SessionCreate(session) => {
+                let result = txn.session_create(session);
+                let keep = result.is_ok();
+                (Outcome::Catalog(result), keep)
+            }
+            Command::SessionDestroy { id } => {
+                txn.session_destroy(id);
+                (Outcome::Catalog(Ok(())), true)
+            }
         };
         let tables = if keep {
             txn.tables
@@ -88,7 +119,8 @@ impl Store {
         if keep && !txn.changes.rows.is_empty() {
             self.watches.lock().notify(&txn.changes);
         }
-        Ok(outcome)
+        let released = if keep { txn.released } else { Vec::new() };
+        Ok((outcome, released))
     }
 
     /// Runs a transaction of reads against the current version, without a
@@ -127,7 +159,13 @@ impl KvVerb {
     pub fn is_kv_write(self) -> bool {
         matches!(
             self,
-            KvVerb::Set | KvVerb::Cas | KvVerb::Delete | KvVerb::DeleteCas | KvVerb::DeleteTree
+            KvVerb::Set
+                | KvVerb::Cas
+                | KvVerb::Delete
+                | KvVerb::DeleteCas
+                | KvVerb::DeleteTree
+                | KvVerb::Lock
+                | KvVerb::Unlock
         )
     }
 }

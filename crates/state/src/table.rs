@@ -16,16 +16,19 @@ pub enum Table {
     Services,
     /// Health checks, of nodes and of service instances.
     Checks,
+    /// Sessions: lock holders tied to a node and its checks.
+    Sessions,
 }
 
 impl Table {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     pub const ALL: [Table; Table::COUNT] = [
         Table::Kvs,
         Table::Tombstones,
         Table::Nodes,
         Table::Services,
         Table::Checks,
+        Table::Sessions,
     ];
 
     pub(crate) fn slot(self) -> usize {
@@ -40,6 +43,7 @@ impl Table {
             Table::Nodes => "nodes",
             Table::Services => "services",
             Table::Checks => "checks",
+            Table::Sessions => "sessions",
         }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::command::{KvOp, KvVerb, TxnOp};
 use crate::kv::DirEntry;
+use crate::session::ReleasedLock;
 use crate::snapshot::Tables;
 use crate::table::Table;
 use crate::Index;
@@ -33,6 +34,8 @@ pub(crate) struct WriteTxn {
     pub(crate) index: Index,
     pub(crate) tables: Tables,
     pub(crate) changes: Changes,
+    /// Locks freed by destroyed sessions, for the agent's lock delays.
+    pub(crate) released: Vec<ReleasedLock>,
 }
 
 impl WriteTxn {
@@ -41,6 +44,7 @@ impl WriteTxn {
             index,
             tables,
             changes: Changes::default(),
+            released: Vec::new(),
         }
     }
 
@@ -125,7 +129,57 @@ impl WriteTxn {
                 Some(_) => return Err(format!("key {quoted} exists")),
                 None => Vec::new(),
             },
+            KvVerb::Lock => {
+                self.check_lock_session(&op.session)?;
+                match self.kv_lock(key, &op.value, op.flags, &op.session) {
+                    Some(entry) => written(entry),
+                    None => {
+                        return Err(format!("failed to lock key {quoted}, lock is already held"))
+                    }
+                }
+            }
+            KvVerb::Unlock => {
+                if op.session.is_empty() {
+                    return Err("missing session".into());
+                }
+                match self.kv_unlock(key, &op.value, op.flags, &op.session) {
+                    Some(entry) => written(entry),
+                    None => {
+                        return Err(format!(
+                            "failed to unlock key {quoted}, lock isn't held, or is held by another session"
+                        ))
+                    }
+                }
+            }
+            KvVerb::CheckSession => match self.kv_get(key) {
+                None => {
+                    return Err(format!(
+                        "failed to check session, key {quoted} doesn't exist"
+                    ))
+                }
+                Some(e) if e.session.as_deref().unwrap_or("") != op.session => {
+                    return Err(format!(
+                        "failed session check for key {quoted}, current session {} != {}",
+                        go_quote(e.session.as_deref().unwrap_or("")),
+                        go_quote(&op.session)
+                    ))
+                }
+                Some(e) => written(e),
+            },
         })
+    }
+}
+
+impl WriteTxn {
+    /// A lock needs a session that exists (Consul's texts).
+    pub(crate) fn check_lock_session(&self, session: &str) -> Result<(), String> {
+        if session.is_empty() {
+            return Err("missing session".into());
+        }
+        if !self.session_exists(session) {
+            return Err(format!("invalid session {}", go_quote(session)));
+        }
+        Ok(())
     }
 }
 

@@ -226,3 +226,173 @@ fn catalog_survives_snapshot_round_trip() {
     assert_eq!((index, instances.len()), (1, 1));
     assert_eq!(snap.services(&mut WatchSet::new()).1["web"].len(), 1);
 }
+
+mod sessions {
+    use super::*;
+    use state::{Behavior, KvOp, KvVerb, Session};
+
+    fn session(id: &str, node: &str, behavior: Behavior) -> Session {
+        Session {
+            id: id.into(),
+            node: node.into(),
+            node_checks: vec!["serfHealth".into()],
+            behavior,
+            lock_delay_ns: 15_000_000_000,
+            ..Session::default()
+        }
+    }
+
+    fn with_node(store: &Store) {
+        let reg = Registration {
+            node: node("n1"),
+            checks: vec![check("serfHealth", "", "passing")],
+            ..Registration::default()
+        };
+        register(store, 1, reg).unwrap();
+    }
+
+    fn lock(key: &str, session: &str) -> Command {
+        Command::Kv(KvOp {
+            session: session.into(),
+            value: b"held".to_vec(),
+            ..KvOp::new(KvVerb::Lock, key)
+        })
+    }
+
+    #[test]
+    fn create_needs_the_node_and_healthy_checks() {
+        let store = Store::new();
+        let orphan = session("s1", "elsewhere", Behavior::Release);
+        with_node(&store);
+        let created = store.apply(2, &Command::SessionCreate(Box::new(orphan)));
+        assert_eq!(
+            created.unwrap(),
+            Outcome::Catalog(Err(CatalogError("Missing node registration".into())))
+        );
+        let mut bad = session("s2", "n1", Behavior::Release);
+        bad.node_checks = vec!["nope".into()];
+        let created = store
+            .apply(3, &Command::SessionCreate(Box::new(bad)))
+            .unwrap();
+        assert_eq!(
+            created,
+            Outcome::Catalog(Err(CatalogError(
+                "Missing check 'nope' registration".into()
+            )))
+        );
+    }
+
+    #[test]
+    fn locks_follow_consul_rules() {
+        let store = Store::new();
+        with_node(&store);
+        assert!(
+            matches!(store.apply(2, &lock("k", "s1")).unwrap(), Outcome::KvRefused(m) if m == "invalid session \"s1\"")
+        );
+        store
+            .apply(
+                3,
+                &Command::SessionCreate(Box::new(session("s1", "n1", Behavior::Release))),
+            )
+            .unwrap();
+        store
+            .apply(
+                4,
+                &Command::SessionCreate(Box::new(session("s2", "n1", Behavior::Release))),
+            )
+            .unwrap();
+        assert_eq!(store.apply(5, &lock("k", "s1")).unwrap(), Outcome::Kv(true));
+        assert_eq!(
+            store.apply(6, &lock("k", "s2")).unwrap(),
+            Outcome::Kv(false),
+            "held by s1"
+        );
+        assert_eq!(
+            store.apply(7, &lock("k", "s1")).unwrap(),
+            Outcome::Kv(true),
+            "re-acquire"
+        );
+        let (_, entry) = store.snapshot().kv_get("k", &mut WatchSet::new());
+        let entry = entry.unwrap();
+        assert_eq!(
+            (entry.lock_index, entry.session.as_deref()),
+            (1, Some("s1"))
+        );
+        let unlock = Command::Kv(KvOp {
+            session: "s1".into(),
+            ..KvOp::new(KvVerb::Unlock, "k")
+        });
+        assert_eq!(store.apply(8, &unlock).unwrap(), Outcome::Kv(true));
+        assert_eq!(store.apply(9, &lock("k", "s2")).unwrap(), Outcome::Kv(true));
+        let (_, entry) = store.snapshot().kv_get("k", &mut WatchSet::new());
+        assert_eq!(
+            entry.unwrap().lock_index,
+            2,
+            "a new holder bumps the lock index"
+        );
+    }
+
+    #[test]
+    fn a_critical_check_destroys_the_session_and_releases_its_locks() {
+        let store = Store::new();
+        with_node(&store);
+        store
+            .apply(
+                2,
+                &Command::SessionCreate(Box::new(session("s1", "n1", Behavior::Release))),
+            )
+            .unwrap();
+        store
+            .apply(
+                3,
+                &Command::SessionCreate(Box::new(session("s2", "n1", Behavior::Delete))),
+            )
+            .unwrap();
+        store.apply(4, &lock("kept", "s1")).unwrap();
+        store.apply(5, &lock("gone", "s2")).unwrap();
+        let failing = Registration {
+            node: node("n1"),
+            skip_node_update: true,
+            checks: vec![check("serfHealth", "", "critical")],
+            ..Registration::default()
+        };
+        let (_, released) = store
+            .apply_with_effects(6, &Command::Register(Box::new(failing)))
+            .unwrap();
+        let mut keys: Vec<&str> = released.iter().map(|r| r.key.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["gone", "kept"]);
+        let snap = store.snapshot();
+        assert!(snap.sessions(None, &mut WatchSet::new()).1.is_empty());
+        let (_, kept) = snap.kv_get("kept", &mut WatchSet::new());
+        let kept = kept.unwrap();
+        assert_eq!(
+            (kept.session.as_deref(), kept.value.as_slice()),
+            (None, &b"held"[..])
+        );
+        assert!(snap.kv_get("gone", &mut WatchSet::new()).1.is_none());
+    }
+
+    #[test]
+    fn deregistering_the_node_destroys_its_sessions() {
+        let store = Store::new();
+        with_node(&store);
+        store
+            .apply(
+                2,
+                &Command::SessionCreate(Box::new(session("s1", "n1", Behavior::Release))),
+            )
+            .unwrap();
+        store
+            .apply(
+                3,
+                &Command::Deregister(Deregistration {
+                    node: "n1".into(),
+                    ..Deregistration::default()
+                }),
+            )
+            .unwrap();
+        let (_, found) = store.snapshot().session("S1", &mut WatchSet::new());
+        assert!(found.is_none());
+    }
+}

@@ -166,6 +166,19 @@ impl CheckScheduler {
         true
     }
 
+    /// Like [`CheckScheduler::ttl_update`], but hands the update back
+    /// instead of sending it, for a caller that applies it at once (so the
+    /// report is visible when the request that made it returns).
+    pub fn ttl_record(
+        &mut self,
+        check_id: &str,
+        status: CheckStatus,
+        output: String,
+    ) -> Option<CheckUpdate> {
+        let timer = self.running.get(check_id).and_then(|r| r.ttl.as_ref())?;
+        Some(timer.report(check_id, status, output))
+    }
+
     /// Whether a runner exists for `check_id`.
     pub fn is_running(&self, check_id: &str) -> bool {
         self.running.contains_key(check_id)
