@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checks::{CheckScheduler, CheckUpdate};
 use crate::config::Config;
+use crate::events::EventBuffer;
 use crate::local_log::LocalLog;
 use crate::local_state::LocalState;
 use crate::persisted::{Definition, DefinitionStore};
@@ -52,6 +53,7 @@ pub struct Agent {
     definitions: Option<DefinitionStore>,
     session_timers: SessionTimers,
     lock_delays: LockDelays,
+    events: EventBuffer,
 }
 
 impl Agent {
@@ -78,6 +80,7 @@ impl Agent {
             definitions,
             session_timers: SessionTimers::default(),
             lock_delays: LockDelays::default(),
+            events: EventBuffer::default(),
         }))
     }
 
@@ -282,6 +285,11 @@ impl Agent {
             self.lock_delays.record(&released, now);
         }
         Ok((index, outcome))
+    }
+
+    /// The user events this agent has received.
+    pub fn events(&self) -> &EventBuffer {
+        &self.events
     }
 
     pub(crate) fn session_timers(&self) -> &SessionTimers {

@@ -6,6 +6,7 @@ pub mod anti_entropy;
 pub mod checks;
 pub mod config;
 pub mod decode;
+pub mod events;
 mod local_log;
 pub mod local_state;
 pub mod persisted;

@@ -11,6 +11,7 @@ mod agent_services;
 mod blocking;
 mod catalog;
 mod error;
+mod event;
 mod health;
 mod http1;
 mod kv;
@@ -70,6 +71,9 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/session/node/", any(session::node))
         .route("/v1/session/node/{*node}", any(session::node))
         .route("/v1/session/list", any(session::list))
+        .route("/v1/event/fire/", any(event::fire))
+        .route("/v1/event/fire/{*name}", any(event::fire))
+        .route("/v1/event/list", any(event::list))
         .route("/v1/agent/self", any(agent_endpoint::self_))
         .route("/v1/agent/services", any(agent_services::list))
         .route("/v1/agent/service/register", any(agent_services::register))
