@@ -24,6 +24,22 @@ pub enum Command {
     Kv(KvCommand),
     /// Prints the version.
     Version(VersionArgs),
+    /// Interacts with the catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Registers or deregisters services with the local agent.
+    #[command(subcommand)]
+    Services(ServicesCommand),
+    /// Controls node or service maintenance mode.
+    Maint(MaintArgs),
+    /// Fires a new event.
+    Event(EventArgs),
+    /// Lists the members of the cluster.
+    Members(MembersArgs),
+    /// Executes a command holding a lock.
+    Lock(LockArgs),
+    /// Watches for changes in the catalog, KV store, health or events.
+    Watch(WatchArgs),
 }
 
 /// Flags every command that talks to an agent's HTTP API takes.
@@ -131,6 +147,233 @@ pub struct KvImport {
     pub http: HttpFlags,
     #[arg(long, default_value = "")]
     pub prefix: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Lists all known datacenters.
+    Datacenters(CatalogDatacenters),
+    /// Lists all nodes in the given datacenter.
+    Nodes(CatalogNodes),
+    /// Lists all registered services in a datacenter.
+    Services(CatalogServices),
+}
+
+#[derive(Args)]
+pub struct CatalogDatacenters {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CatalogNodes {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Also show full node IDs, tagged addresses and metadata.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub detailed: bool,
+    /// Sort by estimated round-trip time from this node (`_agent`: this agent).
+    #[arg(long, default_value = "")]
+    pub near: String,
+    /// Only nodes with this `key=value` metadata (repeatable).
+    #[arg(long = "node-meta")]
+    pub node_meta: Vec<String>,
+    /// Only nodes providing this service.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// A filter expression.
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CatalogServices {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// List the services of this node (name or ID).
+    #[arg(long, default_value = "")]
+    pub node: String,
+    /// Only services on nodes with this `key=value` metadata (repeatable).
+    #[arg(long = "node-meta")]
+    pub node_meta: Vec<String>,
+    /// Show each service's tags beside it.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub tags: bool,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ServicesCommand {
+    /// Registers services with the local agent.
+    Register(ServicesRegister),
+    /// Deregisters services from the local agent.
+    Deregister(ServicesDeregister),
+}
+
+#[derive(Args)]
+pub struct ServicesRegister {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, default_value = "")]
+    pub id: String,
+    #[arg(long, default_value = "")]
+    pub name: String,
+    #[arg(long, default_value = "")]
+    pub address: String,
+    #[arg(long, default_value = "0")]
+    pub port: String,
+    #[arg(long, default_value = "")]
+    pub socket: String,
+    /// `key=value` metadata (repeatable).
+    #[arg(long)]
+    pub meta: Vec<String>,
+    /// A tag (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// `key=address:port` (repeatable).
+    #[arg(long = "tagged-address")]
+    pub tagged_address: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub kind: String,
+    /// Service definition files (JSON or HCL).
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ServicesDeregister {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, default_value = "")]
+    pub id: String,
+    /// Service definition files (JSON or HCL).
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct MaintArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub enable: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub disable: bool,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// A service ID.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct EventArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Regular expression on node names.
+    #[arg(long, default_value = "")]
+    pub node: String,
+    /// Regular expression on service names.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    /// Regular expression on service tags (needs -service).
+    #[arg(long, default_value = "")]
+    pub tag: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub detailed: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub wan: bool,
+    /// Regular expression on member status.
+    #[arg(long, default_value = ".*")]
+    pub status: String,
+    #[arg(long, default_value = "_all")]
+    pub segment: String,
+    #[arg(long, default_value = "")]
+    pub filter: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Exit 2 when the child fails.
+    #[arg(long = "child-exit-code", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub child_exit_code: bool,
+    /// Number of concurrent holders (more than 1: a semaphore).
+    #[arg(long = "n", default_value = "1", allow_negative_numbers = true)]
+    pub limit: String,
+    #[arg(
+        long = "monitor-retry",
+        default_value = "3",
+        allow_negative_numbers = true
+    )]
+    pub monitor_retry: String,
+    /// The lock session's name.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    #[arg(long = "pass-stdin", num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub pass_stdin: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    pub shell: bool,
+    /// Longest wait for the lock, as a Go duration ("1s", "3h").
+    #[arg(long, allow_hyphen_values = true)]
+    pub timeout: Option<String>,
+    /// Deprecated spelling of -timeout.
+    #[arg(long = "try", allow_hyphen_values = true)]
+    pub try_timeout: Option<String>,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub verbose: bool,
+    /// PREFIX CHILD...
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// key, keyprefix, services, nodes, service, checks or event.
+    #[arg(long = "type", default_value = "")]
+    pub watch_type: String,
+    #[arg(long, default_value = "")]
+    pub key: String,
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[arg(long, default_value = "")]
+    pub service: String,
+    #[arg(long, default_value = "")]
+    pub tag: String,
+    /// `true` or `false`: only instances passing all checks.
+    #[arg(long, default_value = "")]
+    pub passingonly: String,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true")]
+    pub shell: bool,
+    #[arg(long, default_value = "")]
+    pub state: String,
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// The handler command.
     #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }

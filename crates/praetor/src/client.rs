@@ -20,6 +20,8 @@ pub struct ApiClient {
 /// An answer from the agent.
 pub struct Answer {
     pub status: StatusCode,
+    /// `X-Consul-Index`, for blocking queries.
+    pub index: Option<u64>,
     pub body: Bytes,
 }
 
@@ -74,13 +76,22 @@ impl ApiClient {
             .await
             .map_err(|e| format!("{method} \"{uri}\": {}", describe(&e)))?;
         let status = response.status();
+        let index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let body = response
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            index,
+            body,
+        })
     }
 }
 

@@ -1,10 +1,17 @@
 //! `praetor`: one binary that is a Consul-compatible agent and its CLI.
 
 mod agent_cmd;
+mod catalog_cmd;
 mod cli;
 mod client;
+mod event_cmd;
 mod kv_cmd;
+mod lock_cmd;
+mod maint_cmd;
+mod members_cmd;
+mod services_cmd;
 mod version_cmd;
+mod watch_cmd;
 
 use std::process::ExitCode;
 
@@ -30,6 +37,13 @@ fn main() -> ExitCode {
         cli::Command::Agent(flags) => agent_cmd::run(*flags),
         cli::Command::Kv(kv) => kv_cmd::run(kv),
         cli::Command::Version(args) => version_cmd::run(&args.format),
+        cli::Command::Catalog(c) => catalog_cmd::run(c),
+        cli::Command::Services(c) => services_cmd::run(c),
+        cli::Command::Maint(c) => maint_cmd::run(c),
+        cli::Command::Event(c) => event_cmd::run(c),
+        cli::Command::Members(c) => members_cmd::run(c),
+        cli::Command::Lock(c) => lock_cmd::run(c),
+        cli::Command::Watch(c) => watch_cmd::run(c),
     };
     ExitCode::from(code)
 }

@@ -175,13 +175,47 @@ pub(crate) struct CatalogTables {
     pub(crate) nodes: OrdMap<String, Arc<Node>>,
     /// By (lowercased node name, service ID).
     pub(crate) services: OrdMap<(String, String), Arc<ServiceInstance>>,
-    /// (lowercased service name, lowercased node name, service ID).
-    pub(crate) services_by_name: OrdMap<(String, String, String), ()>,
+    /// (lowercased service name, lowercased node name, service ID): the
+    /// same instances as `services`, found by name.
+    pub(crate) services_by_name: OrdMap<(String, String, String), Arc<ServiceInstance>>,
+    /// Each node's checks grouped for health reads, rebuilt whenever the
+    /// node's checks change, so a read does no scanning.
+    pub(crate) health: OrdMap<String, Arc<NodeHealth>>,
     /// By (lowercased node name, check ID).
     pub(crate) checks: OrdMap<(String, String), Arc<HealthCheck>>,
     /// Consul's named index rows: `service.<name>`, `node.<name>`,
     /// `service_last_extinction`, `node_last_extinction`.
     pub(crate) named: OrdMap<String, Index>,
+}
+
+/// A node's checks: its own, and each service instance's.
+#[derive(Debug, Default)]
+pub(crate) struct NodeHealth {
+    pub(crate) node_level: Vec<Arc<HealthCheck>>,
+    pub(crate) per_service: BTreeMap<String, Vec<Arc<HealthCheck>>>,
+}
+
+impl CatalogTables {
+    /// Regroups the checks of one node after any of them changed.
+    pub(crate) fn reindex_health(&mut self, node_key: &str) {
+        let mut health = NodeHealth::default();
+        for (_, check) in with_first(&self.checks, node_key) {
+            if check.service_id.is_empty() {
+                health.node_level.push(Arc::clone(check));
+            } else {
+                health
+                    .per_service
+                    .entry(check.service_id.clone())
+                    .or_default()
+                    .push(Arc::clone(check));
+            }
+        }
+        if health.node_level.is_empty() && health.per_service.is_empty() {
+            self.health.remove(node_key);
+        } else {
+            self.health.insert(node_key.to_owned(), Arc::new(health));
+        }
+    }
 }
 
 fn lower(s: &str) -> String {
@@ -315,12 +349,13 @@ impl WriteTxn {
                 self.bump_service(&old.service);
             }
         }
+        let name = row.service.clone();
+        let row = Arc::new(row);
         self.tables.catalog.services_by_name.insert(
             (lower(&row.service), node_key.to_owned(), row.id.clone()),
-            (),
+            Arc::clone(&row),
         );
-        let name = row.service.clone();
-        self.tables.catalog.services.insert(key, Arc::new(row));
+        self.tables.catalog.services.insert(key, row);
         self.touch(Table::Services, &lower(&name));
         self.bump_service(&name);
         self.tables.indexes.set(Table::Nodes, self.index);
@@ -389,6 +424,7 @@ impl WriteTxn {
         let critical = row.status == "critical";
         let check_id = row.check_id.clone();
         self.tables.catalog.checks.insert(key, Arc::new(row));
+        self.tables.catalog.reindex_health(node_key);
         self.touch(Table::Checks, node_key);
         if critical {
             self.invalidate_check_sessions(node_key, &check_id);
@@ -422,6 +458,7 @@ impl WriteTxn {
         let Some(check) = self.tables.catalog.checks.remove(&key) else {
             return;
         };
+        self.tables.catalog.reindex_health(node_key);
         self.touch(Table::Checks, node_key);
         self.invalidate_check_sessions(node_key, check_id);
         if check.service_name.is_empty() {
@@ -447,6 +484,7 @@ impl WriteTxn {
                 .remove(&(node_key.to_owned(), check_id));
             self.touch(Table::Checks, node_key);
         }
+        self.tables.catalog.reindex_health(node_key);
         self.unindex_service_name(&service);
         self.touch(Table::Services, &lower(&service.service));
         self.tables.indexes.set(Table::Nodes, self.index);
@@ -540,8 +578,7 @@ impl Snapshot {
             .services_by_name
             .range((name_key.to_owned(), String::new(), String::new())..)
             .take_while(|((n, _, _), _)| n == name_key)
-            .filter_map(|((_, node, id), _)| {
-                let service = catalog.services.get(&(node.clone(), id.clone()))?;
+            .filter_map(|((_, node, _), service)| {
                 let node = catalog.nodes.get(node)?;
                 Some((Arc::clone(service), Arc::clone(node)))
             })
@@ -640,28 +677,25 @@ impl Snapshot {
     ) -> (Index, Vec<CheckServiceNode>) {
         let key = lower(name);
         ws.add_key(Table::Services, &key);
-        let out = self
-            .instances(&key)
-            .into_iter()
-            .map(|(service, node)| {
-                let node_key = lower(&node.name);
-                let mut checks: Vec<Arc<HealthCheck>> =
-                    with_first(&self.tables.catalog.checks, &node_key)
-                        .map(|(_, c)| c)
-                        .filter(|c| c.service_id.is_empty())
-                        .cloned()
-                        .collect();
-                checks.extend(
-                    with_first(&self.tables.catalog.checks, &node_key)
-                        .map(|(_, c)| c)
-                        .filter(|c| c.service_id == service.id)
-                        .cloned(),
-                );
-                CheckServiceNode {
-                    node,
-                    service,
-                    checks,
+        let catalog = &self.tables.catalog;
+        let out = catalog
+            .services_by_name
+            .range((key.clone(), String::new(), String::new())..)
+            .take_while(|((n, _, _), _)| *n == key)
+            .filter_map(|((_, node_key, _), service)| {
+                let node = catalog.nodes.get(node_key)?;
+                let mut checks = Vec::new();
+                if let Some(h) = catalog.health.get(node_key) {
+                    let own = h.per_service.get(&service.id);
+                    checks.reserve(h.node_level.len() + own.map_or(0, Vec::len));
+                    checks.extend(h.node_level.iter().cloned());
+                    checks.extend(own.into_iter().flatten().cloned());
                 }
+                Some(CheckServiceNode {
+                    node: Arc::clone(node),
+                    service: Arc::clone(service),
+                    checks,
+                })
             })
             .collect();
         (self.service_index(&key, true), out)

@@ -86,23 +86,28 @@ impl Snapshot {
         }
         for service in persisted.services {
             let node_key = service.node.to_lowercase();
+            let service = Arc::new(service);
             catalog.services_by_name.insert(
                 (
                     service.service.to_lowercase(),
                     node_key.clone(),
                     service.id.clone(),
                 ),
-                (),
+                Arc::clone(&service),
             );
             catalog
                 .services
-                .insert((node_key, service.id.clone()), Arc::new(service));
+                .insert((node_key, service.id.clone()), service);
         }
         for check in persisted.checks {
             catalog.checks.insert(
                 (check.node.to_lowercase(), check.check_id.clone()),
                 Arc::new(check),
             );
+        }
+        let node_keys: Vec<String> = catalog.nodes.keys().cloned().collect();
+        for node_key in node_keys {
+            catalog.reindex_health(&node_key);
         }
         catalog.named = persisted.named_indexes.into_iter().collect();
         for session in persisted.sessions {
