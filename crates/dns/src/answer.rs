@@ -230,16 +230,20 @@ impl Answerer<'_> {
     }
 
     /// Healthy instances of `service` (with `tag`, if given), shuffled.
-    fn instances(&self, service: &str, tag: Option<&str>) -> Vec<CheckServiceNode> {
-        let (_, mut instances) = self
-            .snapshot
-            .check_service_nodes(service, &mut WatchSet::new());
-        instances.retain(|instance| {
-            healthy(instance, self.settings.only_passing)
-                && tag.is_none_or(|tag| has_tag(instance, tag))
-        });
-        instances.shuffle(&mut rand::rng());
-        instances
+    fn instances<'v>(
+        &self,
+        view: &'v [CheckServiceNode],
+        tag: Option<&str>,
+    ) -> Vec<&'v CheckServiceNode> {
+        let mut picked: Vec<&CheckServiceNode> = view
+            .iter()
+            .filter(|instance| {
+                healthy(instance, self.settings.only_passing)
+                    && tag.is_none_or(|tag| has_tag(instance, tag))
+            })
+            .collect();
+        picked.shuffle(&mut rand::rng());
+        picked
     }
 
     fn in_domain(
@@ -279,7 +283,11 @@ impl Answerer<'_> {
         };
         let ttl = self.settings.service_ttl;
         let mut seen = HashSet::new();
-        for server in self.instances(CONSUL_SERVICE, None) {
+        let view = self
+            .snapshot
+            .service_health(CONSUL_SERVICE)
+            .unwrap_or_default();
+        for server in self.instances(&view, None) {
             if seen.len() == MAX_NAME_SERVERS {
                 break;
             }
@@ -347,7 +355,8 @@ impl Answerer<'_> {
         tag: Option<&str>,
         domain: &[String],
     ) -> Reply {
-        let instances = self.instances(service, tag);
+        let view = self.snapshot.service_health(service).unwrap_or_default();
+        let instances = self.instances(&view, tag);
         if instances.is_empty() {
             return self.name_error(domain);
         }
@@ -371,27 +380,29 @@ impl Answerer<'_> {
         &self,
         qname: &Name,
         qtype: RecordType,
-        instances: &[CheckServiceNode],
+        instances: &[&CheckServiceNode],
     ) -> Reply {
         let ttl = self.settings.service_ttl;
         let limit = self.settings.a_record_limit;
         let mut reply = Reply::default();
-        let mut seen = HashSet::new();
+        let mut seen: Vec<IpAddr> = Vec::with_capacity(instances.len());
         let mut cname = None;
         for instance in instances {
             let address = Self::instance_address(instance);
             match address.parse::<IpAddr>() {
                 Ok(ip) if family_matches(ip, qtype) => {
-                    if !seen.insert(ip) {
+                    if seen.contains(&ip) {
                         continue;
                     }
+                    seen.push(ip);
                     reply.answers.push(ip_record(qname.clone(), ttl, ip));
                     if limit > 0 && reply.answers.len() == limit {
                         break;
                     }
                 }
                 Ok(ip) if qtype == RecordType::TXT => {
-                    if seen.insert(ip) {
+                    if !seen.contains(&ip) {
+                        seen.push(ip);
                         reply.additionals.push(ip_record(qname.clone(), ttl, ip));
                     }
                 }
@@ -414,24 +425,26 @@ impl Answerer<'_> {
     fn service_srv(
         &self,
         qname: &Name,
-        instances: &[CheckServiceNode],
+        instances: &[&CheckServiceNode],
         domain: &[String],
     ) -> Reply {
         let ttl = self.settings.service_ttl;
         let mut reply = Reply::default();
-        let mut seen = HashSet::new();
-        let mut extra_seen = HashSet::new();
-        let mut push_extra = |reply: &mut Reply, record: Record| {
-            if extra_seen.insert(record.to_string()) {
+        // Few records each: a linear scan beats hashing them.
+        let mut seen: Vec<(&str, &str, u16)> = Vec::with_capacity(instances.len());
+        let push_extra = |reply: &mut Reply, record: Record| {
+            if !reply.additionals.contains(&record) {
                 reply.additionals.push(record);
             }
         };
         for instance in instances {
             let address = Self::instance_address(instance);
             let port = instance.service.port;
-            if !seen.insert((instance.node.name.clone(), address.to_owned(), port)) {
+            let key = (instance.node.name.as_str(), address, port);
+            if seen.contains(&key) {
                 continue;
             }
+            seen.push(key);
             let node_name = self.node_fqdn(&instance.node.name, domain);
             let (target, extra) = match address.parse::<IpAddr>() {
                 Ok(ip) => {

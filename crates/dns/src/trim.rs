@@ -43,6 +43,39 @@ fn encoded_size(reply: &Reply, answers: usize, transport: &Transport<'_>) -> usi
     message.to_vec().map_or(usize::MAX, |bytes| bytes.len())
 }
 
+/// An upper bound on the encoded size, without encoding: names counted
+/// uncompressed. Records of a kind it cannot size make it give up.
+fn size_bound(reply: &Reply, transport: &Transport<'_>) -> usize {
+    let record = |r: &hickory_proto::rr::Record| -> Option<usize> {
+        let rdata = match &r.data {
+            RData::A(_) => 4,
+            RData::AAAA(_) => 16,
+            RData::SRV(srv) => 6 + srv.target.len(),
+            RData::CNAME(name) => name.0.len(),
+            RData::TXT(txt) => txt.txt_data.iter().map(|d| d.len() + 1).sum(),
+            _ => return None,
+        };
+        Some(r.name.len() + 10 + rdata)
+    };
+    let mut total = 12 + transport.query.name().len() + 4;
+    if transport.edns.is_some() {
+        // The OPT record; options beyond the basics make it give up.
+        total += 11 + 64;
+    }
+    for r in reply
+        .answers
+        .iter()
+        .chain(&reply.authorities)
+        .chain(&reply.additionals)
+    {
+        match record(r) {
+            Some(size) => total += size,
+            None => return usize::MAX,
+        }
+    }
+    total
+}
+
 /// Keeps only the additional records that back a remaining SRV answer.
 fn sync_additionals(reply: &mut Reply) {
     let targets: HashSet<LowerName> = reply
@@ -88,7 +121,10 @@ pub(crate) fn trim(reply: &mut Reply, transport: &Transport<'_>) -> bool {
         }
         MAX_TCP_SIZE
     };
-    if reply.answers.len() > 1 && encoded_size(reply, reply.answers.len(), transport) > max_size {
+    if reply.answers.len() > 1
+        && size_bound(reply, transport) > max_size
+        && encoded_size(reply, reply.answers.len(), transport) > max_size
+    {
         reply.authorities.clear();
         // The most answers that fit (one is sent even if it does not).
         let (mut fits, mut too_many) = (1, reply.answers.len());

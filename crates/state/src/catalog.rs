@@ -181,6 +181,10 @@ pub(crate) struct CatalogTables {
     /// Each node's checks grouped for health reads, rebuilt whenever the
     /// node's checks change, so a read does no scanning.
     pub(crate) health: OrdMap<String, Arc<NodeHealth>>,
+    /// Each service's instances with their nodes and checks, rebuilt when
+    /// anything they show changes: the health and DNS reads are then one
+    /// lookup. A write pays O(instances of the service) instead.
+    pub(crate) views: OrdMap<String, Arc<[CheckServiceNode]>>,
     /// By (lowercased node name, check ID).
     pub(crate) checks: OrdMap<(String, String), Arc<HealthCheck>>,
     /// Consul's named index rows: `service.<name>`, `node.<name>`,
@@ -196,6 +200,39 @@ pub(crate) struct NodeHealth {
 }
 
 impl CatalogTables {
+    /// The instances of a service (by lowercased name) with their health.
+    fn build_view(&self, name_key: &str) -> Vec<CheckServiceNode> {
+        self.services_by_name
+            .range((name_key.to_owned(), String::new(), String::new())..)
+            .take_while(|((n, _, _), _)| n == name_key)
+            .filter_map(|((_, node_key, _), service)| {
+                let node = self.nodes.get(node_key)?;
+                let mut checks = Vec::new();
+                if let Some(h) = self.health.get(node_key) {
+                    let own = h.per_service.get(&service.id);
+                    checks.reserve(h.node_level.len() + own.map_or(0, Vec::len));
+                    checks.extend(h.node_level.iter().cloned());
+                    checks.extend(own.into_iter().flatten().cloned());
+                }
+                Some(CheckServiceNode {
+                    node: Arc::clone(node),
+                    service: Arc::clone(service),
+                    checks,
+                })
+            })
+            .collect()
+    }
+
+    /// Rebuilds the view of one service.
+    pub(crate) fn refresh_view(&mut self, name_key: &str) {
+        let view = self.build_view(name_key);
+        if view.is_empty() {
+            self.views.remove(name_key);
+        } else {
+            self.views.insert(name_key.to_owned(), view.into());
+        }
+    }
+
     /// Regroups the checks of one node after any of them changed.
     pub(crate) fn reindex_health(&mut self, node_key: &str) {
         let mut health = NodeHealth::default();
@@ -252,10 +289,20 @@ impl WriteTxn {
         self.tables.catalog.named.insert(row, self.index);
     }
 
-    /// Marks a service name changed: its index row and its watchers.
+    /// Marks a service name changed: its index row, its watchers, and its
+    /// view (rebuilt once, at commit).
     fn bump_service(&mut self, name: &str) {
         self.bump_named(service_row(name));
-        self.mark(Table::Services, &lower(name));
+        let key = lower(name);
+        self.mark(Table::Services, &key);
+        self.stale_views.insert(key);
+    }
+
+    /// Rebuilds the views of every service this transaction touched.
+    pub(crate) fn refresh_views(&mut self) {
+        for name_key in std::mem::take(&mut self.stale_views) {
+            self.tables.catalog.refresh_view(&name_key);
+        }
     }
 
     fn bump_node(&mut self, name: &str) {
@@ -506,6 +553,7 @@ impl WriteTxn {
                 .remove(&service_row(&service.service));
             self.bump_named(SERVICE_EXTINCTION.to_owned());
             self.mark(Table::Services, &name_key);
+            self.stale_views.insert(name_key);
         }
     }
 
@@ -677,28 +725,20 @@ impl Snapshot {
     ) -> (Index, Vec<CheckServiceNode>) {
         let key = lower(name);
         ws.add_key(Table::Services, &key);
-        let catalog = &self.tables.catalog;
-        let out = catalog
-            .services_by_name
-            .range((key.clone(), String::new(), String::new())..)
-            .take_while(|((n, _, _), _)| *n == key)
-            .filter_map(|((_, node_key, _), service)| {
-                let node = catalog.nodes.get(node_key)?;
-                let mut checks = Vec::new();
-                if let Some(h) = catalog.health.get(node_key) {
-                    let own = h.per_service.get(&service.id);
-                    checks.reserve(h.node_level.len() + own.map_or(0, Vec::len));
-                    checks.extend(h.node_level.iter().cloned());
-                    checks.extend(own.into_iter().flatten().cloned());
-                }
-                Some(CheckServiceNode {
-                    node: Arc::clone(node),
-                    service: Arc::clone(service),
-                    checks,
-                })
-            })
-            .collect();
+        let out = self
+            .tables
+            .catalog
+            .views
+            .get(&key)
+            .map(|view| view.to_vec())
+            .unwrap_or_default();
         (self.service_index(&key, true), out)
+    }
+
+    /// The instances of `name` with their health, shared rather than
+    /// copied: for readers (DNS) that only look.
+    pub fn service_health(&self, name: &str) -> Option<Arc<[CheckServiceNode]>> {
+        self.tables.catalog.views.get(&lower(name)).cloned()
     }
 
     /// One check of a node.

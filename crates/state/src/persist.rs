@@ -109,6 +109,14 @@ impl Snapshot {
         for node_key in node_keys {
             catalog.reindex_health(&node_key);
         }
+        let names: std::collections::BTreeSet<String> = catalog
+            .services_by_name
+            .keys()
+            .map(|(name, _, _)| name.clone())
+            .collect();
+        for name in names {
+            catalog.refresh_view(&name);
+        }
         catalog.named = persisted.named_indexes.into_iter().collect();
         for session in persisted.sessions {
             tables

@@ -111,6 +111,7 @@ impl Store {
             }
         };
         let tables = if keep {
+            txn.refresh_views();
             txn.tables
         } else {
             current.tables.clone()

@@ -36,6 +36,8 @@ pub(crate) struct WriteTxn {
     pub(crate) changes: Changes,
     /// Locks freed by destroyed sessions, for the agent's lock delays.
     pub(crate) released: Vec<ReleasedLock>,
+    /// Services whose health view must be rebuilt before commit.
+    pub(crate) stale_views: std::collections::BTreeSet<String>,
 }
 
 impl WriteTxn {
@@ -45,6 +47,7 @@ impl WriteTxn {
             tables,
             changes: Changes::default(),
             released: Vec::new(),
+            stale_views: std::collections::BTreeSet::new(),
         }
     }
 
