@@ -401,7 +401,10 @@ mod views {
     use super::*;
     use proptest::prelude::*;
 
-    fn projection(store: &Store, name: &str) -> Vec<(String, String, Vec<(String, String)>)> {
+    /// (node, service ID, [(check ID, status)]) per instance.
+    type Projected = (String, String, Vec<(String, String)>);
+
+    fn projection(store: &Store, name: &str) -> Vec<Projected> {
         let (_, view) = store
             .snapshot()
             .check_service_nodes(name, &mut WatchSet::new());
