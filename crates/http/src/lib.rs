@@ -75,6 +75,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/event/fire/{*name}", any(event::fire))
         .route("/v1/event/list", any(event::list))
         .route("/v1/agent/self", any(agent_endpoint::self_))
+        .route("/v1/agent/members", any(agent_endpoint::members))
+        .route("/v1/agent/join/{*address}", any(agent_endpoint::join))
+        .route(
+            "/v1/agent/force-leave/{*node}",
+            any(agent_endpoint::force_leave),
+        )
         .route("/v1/agent/services", any(agent_services::list))
         .route("/v1/agent/service/register", any(agent_services::register))
         .route(
