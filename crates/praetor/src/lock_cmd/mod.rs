@@ -1,9 +1,12 @@
 //! `praetor lock PREFIX CHILD...`: runs a child while holding a lock in the
-//! KV store, as `consul lock` does with Consul's API lock: a session with a
-//! 15s TTL renewed at half of it, `<prefix>/.lock` acquired with Consul's
-//! lock flag value, a blocking query on the key to notice a lost lock (the
-//! child then gets SIGTERM, and SIGKILL after 5s), and release and cleanup
-//! when the child exits.
+//! KV store, as `consul lock` does. With `-n 1` that is Consul's API lock:
+//! a session with a 15s TTL renewed at half of it, `<prefix>/.lock`
+//! acquired with Consul's lock flag value, and a blocking query on the key
+//! to notice a lost lock. With `-n N` (N > 1) it is Consul's API semaphore
+//! (see `semaphore.rs`). A lost lock gets the child SIGTERM, and SIGKILL
+//! after 5s; release and cleanup follow when the child exits.
+
+mod semaphore;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::catalog_cmd::{block_on, call, connect, fail, node_name, Failure};
 use crate::cli::LockArgs;
 use crate::client::{escape_key, ApiClient};
+use semaphore::Semaphore;
 
 /// Consul's `api.LockFlagValue`: marks a key as used by a lock.
 const LOCK_FLAG_VALUE: u64 = 0x2ddccbc058a50c18;
@@ -80,14 +84,43 @@ fn parse_int(flag: &str, value: &str) -> Result<i64, Failure> {
     })
 }
 
-/// Go's `path.Join(prefix, ".lock")` for the usual prefixes.
-fn lock_key(prefix: &str) -> String {
-    let prefix = prefix.trim_end_matches('/');
-    if prefix.is_empty() {
-        ".lock".to_owned()
-    } else {
-        format!("{prefix}/.lock")
+/// Go's `path.Join(prefix, name)`: empty parts are dropped and the result
+/// is cleaned (`.`, `..` and repeated slashes resolved).
+fn go_path_join(prefix: &str, name: &str) -> String {
+    let joined = match (prefix.is_empty(), name.is_empty()) {
+        (true, true) => return String::new(),
+        (true, false) => name.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}/{name}"),
+    };
+    let rooted = joined.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|last| *last != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            part => parts.push(part),
+        }
     }
+    let body = parts.join("/");
+    if rooted {
+        format!("/{body}")
+    } else if body.is_empty() {
+        ".".to_owned()
+    } else {
+        body
+    }
+}
+
+/// The `-n 1` lock's key: `<prefix>/.lock`.
+fn lock_key(prefix: &str) -> String {
+    go_path_join(prefix, ".lock")
 }
 
 #[derive(Deserialize)]
@@ -332,8 +365,60 @@ impl Lock<'_> {
     }
 }
 
-async fn create_session(client: &ApiClient, name: &str) -> Result<String, String> {
-    let body = json!({"Name": name, "TTL": format!("{}s", SESSION_TTL.as_secs())});
+/// What `consul lock` holds: Consul's `LockUnlock` over a lock (`-n 1`)
+/// or a semaphore.
+enum Guard<'a> {
+    Lock(Lock<'a>),
+    Semaphore(Semaphore<'a>),
+}
+
+impl Guard<'_> {
+    async fn acquire(
+        &self,
+        timeout: Option<Duration>,
+        shutdown: &mut Shutdown,
+    ) -> Result<(), NotAcquired> {
+        match self {
+            Guard::Lock(lock) => lock.acquire(timeout, shutdown).await,
+            Guard::Semaphore(sem) => sem.acquire(timeout, shutdown).await,
+        }
+    }
+
+    /// Returns once the lock or the semaphore slot is lost.
+    async fn monitor(&self, retries: i64) {
+        match self {
+            Guard::Lock(lock) => lock.monitor(retries).await,
+            Guard::Semaphore(sem) => sem.monitor(retries).await,
+        }
+    }
+
+    async fn release(&self) -> Result<(), String> {
+        match self {
+            Guard::Lock(lock) => lock.release().await,
+            Guard::Semaphore(sem) => sem.release().await,
+        }
+    }
+
+    /// `Ok(false)`: not removed, still in use.
+    async fn cleanup(&self) -> Result<bool, String> {
+        match self {
+            Guard::Lock(lock) => lock.cleanup().await,
+            Guard::Semaphore(sem) => sem.cleanup().await,
+        }
+    }
+}
+
+/// Creates the lock's session; a semaphore's has the `delete` behaviour so
+/// that its contender key goes with it.
+async fn create_session(
+    client: &ApiClient,
+    name: &str,
+    behavior: Option<&str>,
+) -> Result<String, String> {
+    let mut body = json!({"Name": name, "TTL": format!("{}s", SESSION_TTL.as_secs())});
+    if let Some(behavior) = behavior {
+        body["Behavior"] = json!(behavior);
+    }
     let answer = call(
         client,
         Method::PUT,
@@ -448,28 +533,46 @@ async fn lock(c: LockArgs) -> Result<u8, Failure> {
     let client = connect(&c.http)?;
     node_name(&client).await?;
     let ui = Ui { verbose: c.verbose };
-    if limit > 1 {
-        return fail(
-            "Lock setup failed: semaphores (-n greater than 1) are not supported by praetor yet",
-        );
+    let semaphore = limit > 1;
+    if semaphore {
+        ui.info(&format!(
+            "Setting up semaphore (limit {limit}) at prefix: {prefix}"
+        ));
+        // `api.SemaphoreOpts` refuses an empty prefix.
+        if prefix.is_empty() {
+            return fail("Lock setup failed: missing prefix");
+        }
+    } else {
+        ui.info(&format!("Setting up lock at path: {}", lock_key(&prefix)));
     }
-    let key = lock_key(&prefix);
-    ui.info(&format!("Setting up lock at path: {key}"));
     let mut shutdown = Shutdown::new()?;
 
     ui.info("Attempting lock acquisition");
-    let session = create_session(&client, &name).await.map_err(|e| {
-        Failure(format!(
-            "Lock acquisition failed: failed to create session: {e}"
-        ))
-    })?;
+    let behavior = semaphore.then_some("delete");
+    let session = create_session(&client, &name, behavior)
+        .await
+        .map_err(|e| {
+            Failure(format!(
+                "Lock acquisition failed: failed to create session: {e}"
+            ))
+        })?;
     let renewer = tokio::spawn(renew_session(connect(&c.http)?, session.clone()));
-    let lock = Lock {
-        client: &client,
-        key,
-        session: session.clone(),
+    let guard = if semaphore {
+        Guard::Semaphore(Semaphore {
+            client: &client,
+            prefix,
+            limit,
+            session: session.clone(),
+        })
+    } else {
+        Guard::Lock(Lock {
+            client: &client,
+            key: lock_key(&prefix),
+            session: session.clone(),
+        })
     };
-    if let Err(why) = lock.acquire(timeout, &mut shutdown).await {
+    if let Err(why) = guard.acquire(timeout, &mut shutdown).await {
+        // A semaphore's contender key goes with the session.
         renewer.abort();
         destroy_session(&client, &session).await;
         return match why {
@@ -478,93 +581,105 @@ async fn lock(c: LockArgs) -> Result<u8, Failure> {
         };
     }
 
-    let mut child_code = 0u8;
-    'held: {
-        if shutdown.fired {
-            eprintln!("Shutdown triggered during lock acquisition");
-            break 'held;
-        }
-        ui.info("Starting handler");
-        let mut command = if c.shell {
-            let shell = std::env::var("SHELL")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "/bin/sh".to_owned());
-            let mut command = Command::new(shell);
-            command.arg("-c").arg(child_args.join(" "));
-            command
-        } else {
-            let mut command = Command::new(&child_args[0]);
-            command.args(&child_args[1..]);
-            command
-        };
-        command.env("CONSUL_LOCK_HELD", "true").process_group(0);
-        if c.pass_stdin {
-            ui.info("Stdin passed to handler process");
-        } else {
-            command.stdin(std::process::Stdio::null());
-        }
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                eprintln!("Error starting handler: {e}");
-                child_code = 2;
-                break 'held;
-            }
-        };
-        let pid = child.id().unwrap_or(0);
-        tokio::select! {
-            status = child.wait() => {
-                match status {
-                    Ok(status) if status.success() => {}
-                    Ok(status) => {
-                        eprintln!("Error running handler: {}", exit_text(status));
-                        child_code = 2;
-                    }
-                    Err(e) => {
-                        eprintln!("Error running handler: {e}");
-                        child_code = 2;
-                    }
-                }
-                ui.info("Child terminated, releasing lock");
-                break 'held;
-            }
-            _ = shutdown.wait() => ui.info("Shutdown triggered, killing child"),
-            _ = lock.monitor(monitor_retry) => ui.info("Lock lost, killing child"),
-        }
-        ui.info(&format!("Terminating child pid {pid}"));
-        if let Err(e) = signal_child(pid, libc::SIGTERM) {
-            eprintln!("Failed to terminate {pid}: {e}");
-        } else {
-            match tokio::time::timeout(KILL_GRACE, child.wait()).await {
-                Ok(_) => ui.info("Child terminated"),
-                Err(_) => {
-                    ui.info(&format!(
-                        "Child did not exit after grace period of {}s",
-                        KILL_GRACE.as_secs()
-                    ));
-                    ui.info(&format!("Killing child pid {pid}"));
-                    if let Err(e) = signal_child(pid, libc::SIGKILL) {
-                        eprintln!("Failed to kill {pid}: {e}");
-                    }
-                    let _ = child.wait().await;
-                }
-            }
-        }
-    }
+    let child_code = if shutdown.fired {
+        eprintln!("Shutdown triggered during lock acquisition");
+        0
+    } else {
+        run_child(&c, child_args, &ui, &mut shutdown, &guard, monitor_retry).await
+    };
 
-    let released = lock.release().await;
+    let released = guard.release().await;
     renewer.abort();
     destroy_session(&client, &session).await;
     if let Err(e) = released {
         return fail(format!("Lock release failed: {e}"));
     }
-    match lock.cleanup().await {
+    match guard.cleanup().await {
         Ok(true) => ui.info("Cleanup succeeded"),
         Ok(false) => ui.info("Cleanup aborted, lock in use"),
         Err(e) => return fail(format!("Lock cleanup failed: {e}")),
     }
     Ok(if c.child_exit_code { child_code } else { 0 })
+}
+
+/// Runs the child while the lock is held: its exit code for
+/// `-child-exit-code` (2 when it failed). On shutdown or a lost lock the
+/// child gets SIGTERM, then SIGKILL after the grace period.
+async fn run_child(
+    c: &LockArgs,
+    child_args: &[String],
+    ui: &Ui,
+    shutdown: &mut Shutdown,
+    guard: &Guard<'_>,
+    monitor_retry: i64,
+) -> u8 {
+    ui.info("Starting handler");
+    let mut command = if c.shell {
+        let shell = std::env::var("SHELL")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/bin/sh".to_owned());
+        let mut command = Command::new(shell);
+        command.arg("-c").arg(child_args.join(" "));
+        command
+    } else {
+        let mut command = Command::new(&child_args[0]);
+        command.args(&child_args[1..]);
+        command
+    };
+    command.env("CONSUL_LOCK_HELD", "true").process_group(0);
+    if c.pass_stdin {
+        ui.info("Stdin passed to handler process");
+    } else {
+        command.stdin(std::process::Stdio::null());
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("Error starting handler: {e}");
+            return 2;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    tokio::select! {
+        status = child.wait() => {
+            let code = match status {
+                Ok(status) if status.success() => 0,
+                Ok(status) => {
+                    eprintln!("Error running handler: {}", exit_text(status));
+                    2
+                }
+                Err(e) => {
+                    eprintln!("Error running handler: {e}");
+                    2
+                }
+            };
+            ui.info("Child terminated, releasing lock");
+            return code;
+        }
+        _ = shutdown.wait() => ui.info("Shutdown triggered, killing child"),
+        _ = guard.monitor(monitor_retry) => ui.info("Lock lost, killing child"),
+    }
+    ui.info(&format!("Terminating child pid {pid}"));
+    if let Err(e) = signal_child(pid, libc::SIGTERM) {
+        eprintln!("Failed to terminate {pid}: {e}");
+        return 0;
+    }
+    match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+        Ok(_) => ui.info("Child terminated"),
+        Err(_) => {
+            ui.info(&format!(
+                "Child did not exit after grace period of {}s",
+                KILL_GRACE.as_secs()
+            ));
+            ui.info(&format!("Killing child pid {pid}"));
+            if let Err(e) = signal_child(pid, libc::SIGKILL) {
+                eprintln!("Failed to kill {pid}: {e}");
+            }
+            let _ = child.wait().await;
+        }
+    }
+    0
 }
 
 #[cfg(test)]
@@ -586,5 +701,15 @@ mod tests {
         assert_eq!(lock_key("a/b"), "a/b/.lock");
         assert_eq!(lock_key("a/"), "a/.lock");
         assert_eq!(lock_key(""), ".lock");
+    }
+
+    #[test]
+    fn path_join_cleans_like_go() {
+        assert_eq!(go_path_join("a//b/./c/", "s1"), "a/b/c/s1");
+        assert_eq!(go_path_join("a/b/..", ".lock"), "a/.lock");
+        assert_eq!(go_path_join("../a", "x"), "../a/x");
+        assert_eq!(go_path_join("/a/../..", "x"), "/x");
+        assert_eq!(go_path_join("a", ""), "a");
+        assert_eq!(go_path_join("", ""), "");
     }
 }
