@@ -122,8 +122,6 @@ def test_unknown_service_is_404_text(agent):
     assert r.text == "unknown service ID: nope"
 
 
-@pytest.mark.xfail(reason="bexpr ?filter= is not implemented in praetor yet "
-                          "(400 'filter expressions are not supported by praetor yet')")
 def test_filter_on_agent_services(agent):
     reg(agent, {"ID": "f1", "Name": "front", "Tags": ["blue"]})
     reg(agent, {"ID": "f2", "Name": "front", "Tags": ["green"]})

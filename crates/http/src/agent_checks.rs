@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::catalog::tail;
 use crate::error::HttpError;
+use crate::filter;
 use crate::params::Params;
 use crate::reply;
 use crate::shapes::HealthCheckJson;
@@ -44,14 +45,16 @@ pub async fn list(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> 
         return refused;
     }
     let params = Params::parse(uri.query());
-    if let Err(e) = crate::params::refuse_filter(&params) {
-        return e.into_response();
-    }
+    let expr = match filter::from_params(&params, &filter::schema::HEALTH_CHECK) {
+        Ok(expr) => expr,
+        Err(e) => return e.into_response(),
+    };
     let local = agent.local_state();
     let json: BTreeMap<&str, HealthCheckJson> = local
         .checks()
         .iter()
         .map(|(id, c)| (id.as_str(), HealthCheckJson::from(&c.check)))
+        .filter(|(_, j)| filter::passes(expr.as_ref(), j))
         .collect();
     reply::ok(&json, reply::pretty(agent.config().dev, &params))
 }

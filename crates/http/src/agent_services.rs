@@ -17,6 +17,7 @@ use agent::service_definition::ServiceDefinition;
 
 use crate::catalog::tail;
 use crate::error::HttpError;
+use crate::filter;
 use crate::params::Params;
 use crate::reply;
 
@@ -72,15 +73,17 @@ pub async fn list(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> 
         return refused;
     }
     let params = Params::parse(uri.query());
-    if let Err(e) = crate::params::refuse_filter(&params) {
-        return e.into_response();
-    }
+    let expr = match filter::from_params(&params, &filter::schema::AGENT_SERVICE) {
+        Ok(expr) => expr,
+        Err(e) => return e.into_response(),
+    };
     let local = agent.local_state();
     let dc = agent.config().datacenter.as_str();
     let json: BTreeMap<&str, AgentServiceJson> = local
         .services()
         .iter()
         .map(|(id, s)| (id.as_str(), AgentServiceJson::new(&s.instance, dc)))
+        .filter(|(_, j)| filter::passes(expr.as_ref(), j))
         .collect();
     reply::ok(&json, reply::pretty(agent.config().dev, &params))
 }

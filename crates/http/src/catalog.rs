@@ -16,7 +16,8 @@ use state::{
 
 use crate::blocking;
 use crate::error::HttpError;
-use crate::params::{node_meta_filters, refuse_filter, Params};
+use crate::filter::{self, schema, Filter};
+use crate::params::{node_meta_filters, Params};
 use crate::reply;
 use crate::shapes::{NodeJson, NodeServiceJson, ServiceNodeJson};
 use agent::decode;
@@ -418,7 +419,7 @@ pub async fn nodes(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
     }
     let params = Params::parse(uri.query());
     let result = async {
-        refuse_filter(&params)?;
+        let expr = filter::from_params(&params, &schema::NODE)?;
         let filters = node_meta_filters(&params);
         blocking::respond(
             &agent,
@@ -429,6 +430,7 @@ pub async fn nodes(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
                     .iter()
                     .filter(|n| meta_matches(&n.meta, &filters))
                     .map(|n| NodeJson::from(&**n))
+                    .filter(|j| filter::passes(expr.as_ref(), j))
                     .collect();
                 reply::ok(&json, pretty)
             },
@@ -445,12 +447,15 @@ pub async fn services(State(agent): State<Arc<Agent>>, method: Method, uri: Uri)
     }
     let params = Params::parse(uri.query());
     let result = async {
-        refuse_filter(&params)?;
+        let expr = filter::from_params(&params, &schema::SERVICE_NODE)?;
         let filters = node_meta_filters(&params);
         blocking::respond(
             &agent,
             &params,
             |snap, ws| {
+                if let Some(expr) = &expr {
+                    return filtered_services(snap, ws, expr, &filters);
+                }
                 if filters.is_empty() {
                     return snap.services(ws);
                 }
@@ -479,6 +484,43 @@ pub async fn services(State(agent): State<Arc<Agent>>, method: Method, uri: Uri)
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `/v1/catalog/services` with a filter: Consul filters the service
+/// instances (`ServiceNode`s), then groups what is left by name. The index
+/// is the unfiltered read's, as without a filter.
+fn filtered_services(
+    snap: &state::Snapshot,
+    ws: &mut state::WatchSet,
+    expr: &Filter,
+    node_meta: &[(String, String)],
+) -> (
+    state::Index,
+    BTreeMap<String, std::collections::BTreeSet<String>>,
+) {
+    let (index, names) = snap.services(ws);
+    let (node_index, _) = snap.nodes(ws);
+    let index = if node_meta.is_empty() {
+        index
+    } else {
+        index.max(node_index)
+    };
+    let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names.keys() {
+        if !seen.insert(name.to_lowercase()) {
+            continue;
+        }
+        let (_, instances) = snap.service_nodes(name, &mut state::WatchSet::new());
+        for (s, n) in &instances {
+            if meta_matches(&n.meta, node_meta) && expr.keep(&ServiceNodeJson::new(s, n)) {
+                out.entry(s.service.clone())
+                    .or_default()
+                    .extend(s.tags.iter().cloned());
+            }
+        }
+    }
+    (index, out)
+}
+
 /// Whether `tags` holds every wanted tag, ignoring case.
 pub fn has_tags(tags: &[String], wanted: &[String]) -> bool {
     wanted
@@ -496,7 +538,7 @@ pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) 
         if name.is_empty() {
             return Err(HttpError::bad_request("Missing service name"));
         }
-        refuse_filter(&params)?;
+        let expr = filter::from_params(&params, &schema::SERVICE_NODE)?;
         let filters = node_meta_filters(&params);
         let tags: Vec<String> = params.get_all("tag").map(str::to_owned).collect();
         blocking::respond(
@@ -508,6 +550,7 @@ pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) 
                     .iter()
                     .filter(|(s, n)| has_tags(&s.tags, &tags) && meta_matches(&n.meta, &filters))
                     .map(|(s, n)| ServiceNodeJson::new(s, n))
+                    .filter(|j| filter::passes(expr.as_ref(), j))
                     .collect();
                 reply::ok(&json, pretty)
             },
@@ -561,7 +604,7 @@ pub async fn node_services(State(agent): State<Arc<Agent>>, method: Method, uri:
         if name.is_empty() {
             return Err(HttpError::bad_request("Missing node name"));
         }
-        refuse_filter(&params)?;
+        let expr = filter::from_params(&params, &schema::NODE_SERVICE)?;
         blocking::respond(
             &agent,
             &params,
@@ -570,7 +613,11 @@ pub async fn node_services(State(agent): State<Arc<Agent>>, method: Method, uri:
                 let json = match found {
                     Some((node, services)) => serde_json::json!({
                         "Node": NodeJson::from(&**node),
-                        "Services": services.iter().map(|s| NodeServiceJson::from(&**s)).collect::<Vec<_>>(),
+                        "Services": services
+                            .iter()
+                            .map(|s| NodeServiceJson::from(&**s))
+                            .filter(|j| filter::passes(expr.as_ref(), j))
+                            .collect::<Vec<_>>(),
                     }),
                     None => serde_json::json!({"Node": null, "Services": null}),
                 };

@@ -11,18 +11,20 @@ use axum::response::{IntoResponse, Response};
 use crate::blocking;
 use crate::catalog::{has_tags, tail};
 use crate::error::HttpError;
-use crate::params::{node_meta_filters, refuse_filter, Params};
+use crate::filter::{self, schema, Filter};
+use crate::params::{node_meta_filters, Params};
 use crate::reply;
 use crate::shapes::{CheckServiceNodeJson, HealthCheckJson};
 
 /// The common frame of the health reads: GET only, a non-empty name from
-/// the path, no filter expressions yet.
+/// the path, and the `?filter=` for elements of `schema`.
 fn frame(
     method: &Method,
     uri: &Uri,
     prefix: &str,
     missing: &str,
-) -> Result<(Params, String), Box<Response>> {
+    schema: &'static schema::Ty,
+) -> Result<(Params, String, Option<Filter>), Box<Response>> {
     if let Some(refused) = reply::refuse_method(method, &["GET"]) {
         return Err(Box::new(refused));
     }
@@ -31,17 +33,31 @@ fn frame(
     if name.is_empty() {
         return Err(Box::new(HttpError::bad_request(missing).into_response()));
     }
-    refuse_filter(&params).map_err(|e| Box::new(e.into_response()))?;
-    Ok((params, name))
+    let expr = filter::from_params(&params, schema).map_err(|e| Box::new(e.into_response()))?;
+    Ok((params, name, expr))
 }
 
-fn checks_reply(checks: &[Arc<state::HealthCheck>], pretty: bool) -> Response {
-    let json: Vec<HealthCheckJson> = checks.iter().map(|c| HealthCheckJson::from(&**c)).collect();
+fn checks_reply(
+    checks: &[Arc<state::HealthCheck>],
+    expr: Option<&Filter>,
+    pretty: bool,
+) -> Response {
+    let json: Vec<HealthCheckJson> = checks
+        .iter()
+        .map(|c| HealthCheckJson::from(&**c))
+        .filter(|j| filter::passes(expr, j))
+        .collect();
     reply::ok(&json, pretty)
 }
 
 pub async fn node(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
-    let (params, name) = match frame(&method, &uri, "/v1/health/node/", "Missing node name") {
+    let (params, name, expr) = match frame(
+        &method,
+        &uri,
+        "/v1/health/node/",
+        "Missing node name",
+        &schema::HEALTH_CHECK,
+    ) {
         Ok(framed) => framed,
         Err(refused) => return *refused,
     };
@@ -49,14 +65,20 @@ pub async fn node(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> 
         &agent,
         &params,
         |snap, ws| snap.node_checks(&name, ws),
-        |c, pretty| checks_reply(c, pretty),
+        |c, pretty| checks_reply(c, expr.as_ref(), pretty),
     )
     .await
     .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn checks(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
-    let (params, name) = match frame(&method, &uri, "/v1/health/checks/", "Missing service name") {
+    let (params, name, expr) = match frame(
+        &method,
+        &uri,
+        "/v1/health/checks/",
+        "Missing service name",
+        &schema::HEALTH_CHECK,
+    ) {
         Ok(framed) => framed,
         Err(refused) => return *refused,
     };
@@ -77,14 +99,20 @@ pub async fn checks(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -
                 .collect::<Vec<_>>();
             (index, kept)
         },
-        |c, pretty| checks_reply(c, pretty),
+        |c, pretty| checks_reply(c, expr.as_ref(), pretty),
     )
     .await
     .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn state(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
-    let (params, wanted) = match frame(&method, &uri, "/v1/health/state/", "Missing check state") {
+    let (params, wanted, expr) = match frame(
+        &method,
+        &uri,
+        "/v1/health/state/",
+        "Missing check state",
+        &schema::HEALTH_CHECK,
+    ) {
         Ok(framed) => framed,
         Err(refused) => return *refused,
     };
@@ -92,7 +120,7 @@ pub async fn state(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
         &agent,
         &params,
         |snap, ws| snap.checks_in_state(&wanted, ws),
-        |c, pretty| checks_reply(c, pretty),
+        |c, pretty| checks_reply(c, expr.as_ref(), pretty),
     )
     .await
     .unwrap_or_else(IntoResponse::into_response)
@@ -110,7 +138,13 @@ fn passing_only(params: &Params) -> Result<bool, HttpError> {
 }
 
 pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
-    let (params, name) = match frame(&method, &uri, "/v1/health/service/", "Missing service name") {
+    let (params, name, expr) = match frame(
+        &method,
+        &uri,
+        "/v1/health/service/",
+        "Missing service name",
+        &schema::CHECK_SERVICE_NODE,
+    ) {
         Ok(framed) => framed,
         Err(refused) => return *refused,
     };
@@ -131,6 +165,7 @@ pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) 
                 .filter(|i| filters.iter().all(|(k, v)| i.node.meta.get(k) == Some(v)))
                 .filter(|i| !passing || i.checks.iter().all(|c| c.status == "passing"))
                 .map(CheckServiceNodeJson::from)
+                .filter(|j| filter::passes(expr.as_ref(), j))
                 .collect();
             reply::ok(&json, pretty)
         },

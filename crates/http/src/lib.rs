@@ -12,6 +12,7 @@ mod blocking;
 mod catalog;
 mod error;
 mod event;
+pub mod filter;
 mod health;
 mod http1;
 mod kv;

@@ -219,17 +219,6 @@ pub fn node_meta_filters(params: &Params) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Consul's filter expressions are not supported yet; refusing them beats
-/// answering unfiltered.
-pub fn refuse_filter(params: &Params) -> Result<(), HttpError> {
-    if params.get("filter").is_some_and(|f| !f.is_empty()) {
-        return Err(HttpError::bad_request(
-            "Failed to create boolean expression evaluator: filter expressions are not supported by praetor yet",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
