@@ -7,6 +7,7 @@ pub mod checks;
 pub mod config;
 pub mod decode;
 pub mod events;
+pub mod go_duration;
 mod local_log;
 pub mod local_state;
 pub mod persisted;

@@ -6,8 +6,8 @@
 use state::HealthCheck;
 
 use crate::agent::Agent;
-use crate::checks::go_duration::format_go_duration;
 use crate::checks::{CheckDefinition, CheckKind, CheckStatus};
+use crate::go_duration::format_go_duration;
 use crate::local_state::{LocalCheck, LocalService};
 use crate::service_definition::ServiceDefinition;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use state::{Behavior, Command, Outcome, ReleasedLock, Session, TxnError, TxnOp, TxnOutcome};
 
 use crate::agent::{random_uuid, Agent};
-use crate::checks::go_duration::{format_go_duration, parse_go_duration};
+use crate::go_duration::{format_go_duration, parse_go_duration};
 
 /// Consul caps every lock delay at a minute, whatever the session asked.
 pub const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);

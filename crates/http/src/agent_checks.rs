@@ -29,17 +29,6 @@ pub fn register_error(error: RegisterError) -> HttpError {
     }
 }
 
-async fn read_body(body: Body) -> Result<bytes::Bytes, HttpError> {
-    axum::body::to_bytes(body, 1 << 20)
-        .await
-        .map_err(|_| HttpError::too_large("Request body too large"))
-}
-
-fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
-    agent::decode::from_slice(bytes)
-        .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))
-}
-
 pub async fn list(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
         return refused;
@@ -64,9 +53,9 @@ pub async fn register(State(agent): State<Arc<Agent>>, method: Method, body: Bod
         return refused;
     }
     let result = async {
-        let raw: serde_json::Value = decode_body(&read_body(body).await?)?;
-        let definition: CheckDefinition = agent::decode::from_value(raw.clone())
-            .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
+        let raw: serde_json::Value =
+            crate::body::decode(&crate::body::read(body, crate::body::MAX_DEFINITION_BODY).await?)?;
+        let definition: CheckDefinition = crate::body::decode_value(raw.clone())?;
         let id = definition.effective_id().to_owned();
         agent
             .add_check(definition, agent::registrations::Source::Api)
@@ -148,7 +137,8 @@ pub async fn update(
     }
     let id = tail(&uri, "/v1/agent/check/update/");
     let result = async {
-        let update: UpdateBody = decode_body(&read_body(body).await?)?;
+        let update: UpdateBody =
+            crate::body::decode(&crate::body::read(body, crate::body::MAX_DEFINITION_BODY).await?)?;
         let status: CheckStatus = update.status.parse().map_err(|_| {
             HttpError::bad_request(format!("Invalid check status: '{}'", update.status))
         })?;

@@ -125,13 +125,9 @@ pub async fn register(
     }
     let params = Params::parse(uri.query());
     let result = async {
-        let bytes = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .map_err(|_| HttpError::too_large("Request body too large"))?;
-        let raw: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
-        let definition: ServiceDefinition = agent::decode::from_value(raw.clone())
-            .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?;
+        let bytes = crate::body::read(body, crate::body::MAX_DEFINITION_BODY).await?;
+        let raw: serde_json::Value = crate::body::decode(&bytes)?;
+        let definition: ServiceDefinition = crate::body::decode_value(raw.clone())?;
         definition
             .validate()
             .map_err(|e| HttpError::bad_request(e.to_string()))?;

@@ -20,7 +20,6 @@ use crate::filter::{self, schema, Filter};
 use crate::params::{node_meta_filters, Params};
 use crate::reply;
 use crate::shapes::{NodeJson, NodeServiceJson, ServiceNodeJson};
-use agent::decode;
 
 /// The part of the path after `prefix`, percent-decoded.
 pub fn tail(uri: &Uri, prefix: &str) -> String {
@@ -156,22 +155,12 @@ struct DeregisterBody {
     check_id: String,
 }
 
-fn decoded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
-    decode::from_slice(bytes)
-        .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))
-}
-
 async fn body_bytes(agent: &Agent, body: Body) -> Result<bytes::Bytes, HttpError> {
-    let max = usize::try_from(
-        agent
-            .config()
-            .txn_max_req_len
-            .max(agent.config().kv_max_value_size),
-    )
-    .unwrap_or(usize::MAX);
-    axum::body::to_bytes(body, max)
-        .await
-        .map_err(|_| HttpError::too_large("Request body too large"))
+    let limit = agent
+        .config()
+        .txn_max_req_len
+        .max(agent.config().kv_max_value_size);
+    crate::body::read(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
 }
 
 fn is_unspecified(address: &str) -> bool {
@@ -351,7 +340,7 @@ pub async fn register(
     let params = Params::parse(uri.query());
     let result = async {
         let bytes = body_bytes(&agent, body).await?;
-        let reg = registration(&agent, decoded(&bytes)?)?;
+        let reg = registration(&agent, crate::body::decode(&bytes)?)?;
         apply_catalog(
             &agent,
             Command::Register(Box::new(reg)),
@@ -375,7 +364,7 @@ pub async fn deregister(
     let params = Params::parse(uri.query());
     let result = async {
         let bytes = body_bytes(&agent, body).await?;
-        let body: DeregisterBody = decoded(&bytes)?;
+        let body: DeregisterBody = crate::body::decode(&bytes)?;
         if !body.datacenter.is_empty()
             && !body
                 .datacenter

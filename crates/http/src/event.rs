@@ -63,9 +63,7 @@ pub async fn fire(
             return Err(HttpError::bad_request("Missing name"));
         }
         crate::params::check_datacenter(&agent, &params)?;
-        let payload = axum::body::to_bytes(body, 64 * 1024)
-            .await
-            .map_err(|_| HttpError::too_large("Request body too large"))?;
+        let payload = crate::body::read(body, 64 * 1024).await?;
         let request = FireRequest {
             name,
             payload: payload.to_vec(),

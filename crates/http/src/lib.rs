@@ -9,6 +9,7 @@ mod agent_checks;
 mod agent_endpoint;
 mod agent_services;
 mod blocking;
+mod body;
 mod catalog;
 mod error;
 mod event;

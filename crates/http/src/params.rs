@@ -155,46 +155,13 @@ pub fn parse_consistency(params: &Params) -> Result<Consistency, HttpError> {
     }
 }
 
-/// Go's `time.ParseDuration`: a sequence of decimal numbers with units
-/// (`ns us µs ms s m h`), e.g. `1m30s`, `1.5h`; `0` alone is allowed.
-/// Negative durations are treated as zero.
+/// Go's `time.ParseDuration` (the agent's one parser); negative durations
+/// count as zero.
 pub fn parse_go_duration(raw: &str) -> Option<Duration> {
-    let (negative, mut rest) = match raw.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, raw.strip_prefix('+').unwrap_or(raw)),
-    };
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * nanos_per_unit;
-    }
-    if negative || !total.is_finite() {
-        return Some(Duration::ZERO);
-    }
-    Some(Duration::from_nanos(total.min(u64::MAX as f64) as u64))
+    let nanos = agent::go_duration::parse_go_duration(raw).ok()?;
+    Some(Duration::from_nanos(
+        u64::try_from(nanos.max(0)).unwrap_or(u64::MAX),
+    ))
 }
 
 /// Only the local datacenter is reachable until WAN federation lands; other

@@ -122,14 +122,11 @@ pub async fn create(
     let params = Params::parse(uri.query());
     let result = async {
         crate::params::check_datacenter(&agent, &params)?;
-        let bytes = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .map_err(|_| HttpError::too_large("Request body too large"))?;
+        let bytes = crate::body::read(body, crate::body::MAX_DEFINITION_BODY).await?;
         let body: CreateBody = if bytes.iter().all(u8::is_ascii_whitespace) {
             CreateBody::default()
         } else {
-            agent::decode::from_slice(&bytes)
-                .map_err(|e| HttpError::bad_request(format!("Request decode failed: {e}")))?
+            crate::body::decode(&bytes)?
         };
         let request = SessionRequest {
             name: body.name,

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-use super::go_duration::parse_go_duration;
 use super::{
     CheckStatus, GrpcCheck, HttpCheck, ScriptCheck, TcpCheck, Thresholds, DEFAULT_OUTPUT_MAX_SIZE,
     MIN_INTERVAL,
 };
+use crate::go_duration::parse_go_duration;
 
 /// HTTP, TCP and gRPC probes give up after this long unless `Timeout` says
 /// otherwise.

@@ -14,7 +14,6 @@
 
 mod definition;
 mod dial;
-pub(crate) mod go_duration;
 mod grpc;
 mod http;
 mod output;

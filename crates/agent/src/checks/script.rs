@@ -10,10 +10,10 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 
-use super::go_duration::format_go_duration;
 use super::output::{go_os_error, TailBuffer};
 use super::scheduler::ProbeResult;
 use super::CheckStatus;
+use crate::go_duration::format_go_duration;
 
 /// A script check: `args[0]` run with `args[1..]`, no shell involved.
 #[derive(Debug, Clone, PartialEq, Eq)]

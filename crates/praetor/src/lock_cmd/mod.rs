@@ -39,41 +39,11 @@ pub fn run(c: LockArgs) -> u8 {
     block_on(lock(c))
 }
 
-/// Parses a Go duration ("300ms", "1h30m", "-2s", "0").
+/// A Go duration ("300ms", "1h30m", "-2s", "0") in seconds.
 pub(crate) fn parse_go_duration(text: &str) -> Option<f64> {
-    let (negative, mut rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    Some(if negative { -total } else { total })
+    agent::go_duration::parse_go_duration(text)
+        .ok()
+        .map(|nanos| nanos as f64 / 1e9)
 }
 
 fn parse_int(flag: &str, value: &str) -> Result<i64, Failure> {

@@ -9,13 +9,13 @@ use std::time::Duration;
 /// The text is not a Go duration (`time.ParseDuration` would fail).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("time: invalid duration \"{0}\"")]
-pub(crate) struct GoDurationError(pub String);
+pub struct GoDurationError(pub String);
 
 /// Parses Go's duration syntax: an optional sign, then one or more
 /// `<decimal><unit>` pairs with units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`;
 /// a bare `0` is allowed. Returns signed nanoseconds, because Go accepts
 /// negative durations and Consul's validation, not the parser, rejects them.
-pub(crate) fn parse_go_duration(text: &str) -> Result<i128, GoDurationError> {
+pub fn parse_go_duration(text: &str) -> Result<i128, GoDurationError> {
     let invalid = || GoDurationError(text.to_owned());
     let (negative, mut rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -64,7 +64,7 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<i128, GoDurationError> {
 
 /// Formats like Go's `Duration.String()`: `0s`, `750ms`, `1.5µs`, `30s`,
 /// `1m0s`, `2h3m4.5s`.
-pub(crate) fn format_go_duration(duration: Duration) -> String {
+pub fn format_go_duration(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     if nanos == 0 {
         return "0s".to_owned();
