@@ -361,7 +361,7 @@ impl Agent {
             .apply(Command::Register(Box::new(registration)))
             .await?
         {
-            (_, Outcome::Catalog(Err(error))) => {
+            (_, Outcome::Write(Err(error))) => {
                 tracing::warn!(%error, "could not register this agent in the catalog");
                 Ok(())
             }

@@ -152,7 +152,7 @@ fn deregister(node: &str, service_id: Option<String>, check_id: Option<String>) 
 
 async fn write(agent: &Agent, command: Command) {
     match agent.apply(command).await {
-        Ok((_, Outcome::Catalog(Err(error)))) => {
+        Ok((_, Outcome::Write(Err(error)))) => {
             tracing::warn!(%error, "anti-entropy: the catalog refused a sync")
         }
         Err(error) => tracing::warn!(%error, "anti-entropy: sync failed"),

@@ -202,13 +202,13 @@ impl Agent {
             ..Session::default()
         };
         match self.apply(Command::SessionCreate(Box::new(session))).await {
-            Ok((_, Outcome::Catalog(Ok(())))) => {
+            Ok((_, Outcome::Write(Ok(())))) => {
                 if !ttl.is_zero() {
                     self.session_timers().arm(&id, ttl);
                 }
                 Ok(id)
             }
-            Ok((_, Outcome::Catalog(Err(e)))) => Err(SessionError(e.0)),
+            Ok((_, Outcome::Write(Err(e)))) => Err(SessionError(e.0)),
             Ok((_, other)) => Err(SessionError(format!("unexpected outcome: {other:?}"))),
             Err(e) => Err(SessionError(e.to_string())),
         }

@@ -318,8 +318,8 @@ async fn apply_catalog(
     pretty: bool,
 ) -> Result<Response, HttpError> {
     match agent.apply(command).await {
-        Ok((_, Outcome::Catalog(Ok(())))) => Ok(reply::json(StatusCode::OK, &true, pretty)),
-        Ok((_, Outcome::Catalog(Err(error)))) => Err(HttpError::internal(error.0)),
+        Ok((_, Outcome::Write(Ok(())))) => Ok(reply::json(StatusCode::OK, &true, pretty)),
+        Ok((_, Outcome::Write(Err(error)))) => Err(HttpError::internal(error.0)),
         Ok((_, other)) => Err(HttpError::internal(format!(
             "unexpected outcome: {other:?}"
         ))),

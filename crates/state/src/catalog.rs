@@ -279,10 +279,10 @@ fn with_first<'a, V: Clone>(
         .take_while(move |((a, _), _)| a == first)
 }
 
-/// Why a catalog write was refused; the text is Consul's.
+/// Why a catalog or session write was refused; the text is Consul's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct CatalogError(pub String);
+pub struct WriteError(pub String);
 
 impl WriteTxn {
     fn bump_named(&mut self, row: String) {
@@ -323,10 +323,10 @@ impl WriteTxn {
     }
 
     /// Applies a registration; on error the caller discards the transaction.
-    pub(crate) fn register(&mut self, reg: &Registration) -> Result<(), CatalogError> {
+    pub(crate) fn register(&mut self, reg: &Registration) -> Result<(), WriteError> {
         let node_name = reg.node.name.as_str();
         if node_name.is_empty() {
-            return Err(CatalogError("Must provide node".into()));
+            return Err(WriteError("Must provide node".into()));
         }
         let node_key = lower(node_name);
         let existing = self.tables.catalog.nodes.get(&node_key).cloned();
@@ -368,9 +368,9 @@ impl WriteTxn {
         node_key: &str,
         node_name: &str,
         service: &ServiceInstance,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<(), WriteError> {
         if !self.tables.catalog.nodes.contains_key(node_key) {
-            return Err(CatalogError("Missing node registration".into()));
+            return Err(WriteError("Missing node registration".into()));
         }
         let id = if service.id.is_empty() {
             service.service.clone()
@@ -423,15 +423,15 @@ impl WriteTxn {
         node_key: &str,
         node_name: &str,
         check: &HealthCheck,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<(), WriteError> {
         if !check.node.is_empty() && lower(&check.node) != node_key {
-            return Err(CatalogError(format!(
+            return Err(WriteError(format!(
                 "check node {:?} does not match node {:?}",
                 check.node, node_name
             )));
         }
         if !self.tables.catalog.nodes.contains_key(node_key) {
-            return Err(CatalogError("Missing node registration".into()));
+            return Err(WriteError("Missing node registration".into()));
         }
         let check_id = if check.check_id.is_empty() {
             check.name.clone()
@@ -453,7 +453,7 @@ impl WriteTxn {
         if !row.service_id.is_empty() {
             let key = (node_key.to_owned(), row.service_id.clone());
             let Some(service) = self.tables.catalog.services.get(&key) else {
-                return Err(CatalogError(format!(
+                return Err(WriteError(format!(
                     "failed inserting check on node {node_name:?}: Missing service registration"
                 )));
             };
@@ -485,9 +485,9 @@ impl WriteTxn {
     }
 
     /// Applies a deregistration. Removing what is not there is not an error.
-    pub(crate) fn deregister(&mut self, dereg: &Deregistration) -> Result<(), CatalogError> {
+    pub(crate) fn deregister(&mut self, dereg: &Deregistration) -> Result<(), WriteError> {
         if dereg.node.is_empty() {
-            return Err(CatalogError("Must provide node".into()));
+            return Err(WriteError("Must provide node".into()));
         }
         let node_key = lower(&dereg.node);
         if let Some(service_id) = dereg.service_id.as_deref().filter(|s| !s.is_empty()) {

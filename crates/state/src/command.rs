@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{CatalogError, Deregistration, Registration};
+use crate::catalog::{Deregistration, Registration, WriteError};
 use crate::session::Session;
 use crate::txn::TxnOutcome;
 use crate::Index;
@@ -39,7 +39,7 @@ pub enum Outcome {
     Txn(TxnOutcome),
     Reaped,
     /// A catalog or session write: done, or refused with Consul's reason.
-    Catalog(Result<(), CatalogError>),
+    Write(Result<(), WriteError>),
 }
 
 /// One operation of a transaction.

@@ -24,8 +24,8 @@ mod txn;
 mod watch;
 
 pub use catalog::{
-    CatalogError, CheckServiceNode, Deregistration, HealthCheck, Node, Registration,
-    ServiceAddress, ServiceInstance, Weights,
+    CheckServiceNode, Deregistration, HealthCheck, Node, Registration, ServiceAddress,
+    ServiceInstance, Weights, WriteError,
 };
 pub use command::{Command, KvOp, KvVerb, Outcome, TxnOp};
 pub use error::StateError;

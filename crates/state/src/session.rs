@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::CatalogError;
+use crate::catalog::WriteError;
 use crate::snapshot::Snapshot;
 use crate::table::Table;
 use crate::txn::WriteTxn;
@@ -67,20 +67,20 @@ pub struct ReleasedLock {
 }
 
 impl WriteTxn {
-    pub(crate) fn session_create(&mut self, session: &Session) -> Result<(), CatalogError> {
+    pub(crate) fn session_create(&mut self, session: &Session) -> Result<(), WriteError> {
         let node_key = session.node.to_lowercase();
         if !self.tables.catalog.nodes.contains_key(&node_key) {
-            return Err(CatalogError("Missing node registration".into()));
+            return Err(WriteError("Missing node registration".into()));
         }
         for check_id in session.checks() {
             let key = (node_key.clone(), check_id.clone());
             let Some(check) = self.tables.catalog.checks.get(&key) else {
-                return Err(CatalogError(format!(
+                return Err(WriteError(format!(
                     "Missing check '{check_id}' registration"
                 )));
             };
             if check.status == "critical" {
-                return Err(CatalogError(format!(
+                return Err(WriteError(format!(
                     "Check '{check_id}' is in critical state"
                 )));
             }

@@ -93,21 +93,21 @@ impl Store {
             Command::Register(registration) => {
                 let result = txn.register(registration);
                 let keep = result.is_ok();
-                (Outcome::Catalog(result), keep)
+                (Outcome::Write(result), keep)
             }
             Command::Deregister(deregistration) => {
                 let result = txn.deregister(deregistration);
                 let keep = result.is_ok();
-                (Outcome::Catalog(result), keep)
+                (Outcome::Write(result), keep)
             }
             Command::SessionCreate(session) => {
                 let result = txn.session_create(session);
                 let keep = result.is_ok();
-                (Outcome::Catalog(result), keep)
+                (Outcome::Write(result), keep)
             }
             Command::SessionDestroy { id } => {
                 txn.session_destroy(id);
-                (Outcome::Catalog(Ok(())), true)
+                (Outcome::Write(Ok(())), true)
             }
         };
         let tables = if keep {

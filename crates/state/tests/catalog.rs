@@ -2,8 +2,8 @@
 //! per-service indexes, and whom a change wakes.
 
 use state::{
-    CatalogError, Command, Deregistration, HealthCheck, Node, Outcome, Registration,
-    ServiceInstance, Store, WatchSet,
+    Command, Deregistration, HealthCheck, Node, Outcome, Registration, ServiceInstance, Store,
+    WatchSet, WriteError,
 };
 
 fn node(name: &str) -> Node {
@@ -35,12 +35,12 @@ fn check(id: &str, service_id: &str, status: &str) -> HealthCheck {
     }
 }
 
-fn register(store: &Store, index: u64, reg: Registration) -> Result<(), CatalogError> {
+fn register(store: &Store, index: u64, reg: Registration) -> Result<(), WriteError> {
     match store
         .apply(index, &Command::Register(Box::new(reg)))
         .unwrap()
     {
-        Outcome::Catalog(result) => result,
+        Outcome::Write(result) => result,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -267,7 +267,7 @@ mod sessions {
         let created = store.apply(2, &Command::SessionCreate(Box::new(orphan)));
         assert_eq!(
             created.unwrap(),
-            Outcome::Catalog(Err(CatalogError("Missing node registration".into())))
+            Outcome::Write(Err(WriteError("Missing node registration".into())))
         );
         let mut bad = session("s2", "n1", Behavior::Release);
         bad.node_checks = vec!["nope".into()];
@@ -276,9 +276,7 @@ mod sessions {
             .unwrap();
         assert_eq!(
             created,
-            Outcome::Catalog(Err(CatalogError(
-                "Missing check 'nope' registration".into()
-            )))
+            Outcome::Write(Err(WriteError("Missing check 'nope' registration".into())))
         );
     }
 
