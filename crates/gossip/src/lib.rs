@@ -1,0 +1,54 @@
+//! memberlist protocol, wire codec.
+//!
+//! Byte-compatible with hashicorp/memberlist 0.2.x as spoken by Serf 0.9.4:
+//! Go-shaped msgpack ([`msgpack`]), message types ([`message`]), compound
+//! framing ([`compound`]), CRC wrapping ([`crc`]), LZW compression
+//! ([`compress`]) and AES-GCM encryption ([`keyring`]). Sans-IO: nothing
+//! here touches a socket, a clock or a random source.
+
+pub mod compound;
+pub mod compress;
+pub mod crc;
+pub mod keyring;
+pub mod message;
+pub mod msgpack;
+
+pub use message::{decode, encode, Message, MessageType};
+
+/// Why bytes could not be decoded (or a message could not be framed).
+/// Decoding never changes any state; the caller drops the packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    #[error("message is truncated")]
+    Truncated,
+    #[error("expected {expected}, found msgpack marker {found:#04x}")]
+    UnexpectedType { expected: &'static str, found: u8 },
+    #[error("integer out of range for its field")]
+    IntOutOfRange,
+    #[error("string is not UTF-8")]
+    InvalidUtf8,
+    #[error("nesting too deep")]
+    TooDeep,
+    #[error("crc mismatch: header says {want:#010x}, message hashes to {got:#010x}")]
+    CrcMismatch { want: u32, got: u32 },
+    #[error("compound message with {0} parts (at most 127 may be sent)")]
+    TooManyParts(usize),
+    #[error("message too large")]
+    TooLarge,
+    #[error("unknown compression algorithm {0}")]
+    UnknownCompression(u8),
+    #[error("lzw: {0}")]
+    Lzw(String),
+    #[error("key must be 16, 24 or 32 bytes, got {0}")]
+    BadKeyLength(usize),
+    #[error("unsupported encryption version {0}")]
+    UnsupportedEncryptionVersion(u8),
+    #[error("no installed key could decrypt the message")]
+    NoKeyDecrypts,
+    #[error("bad PKCS#7 padding")]
+    BadPadding,
+}
