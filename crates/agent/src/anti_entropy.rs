@@ -28,29 +28,14 @@ pub fn full_sync_interval(nodes: usize) -> Duration {
     FULL_SYNC_INTERVAL.mul_f64(factor)
 }
 
+/// Whether the catalog already holds `local` as this node's service (the
+/// local copy names no node; the catalog's does).
 fn same_service(local: &ServiceInstance, remote: &ServiceInstance) -> bool {
-    local.id == remote.id
-        && local.service == remote.service
-        && local.tags == remote.tags
-        && local.address == remote.address
-        && local.port == remote.port
-        && local.meta == remote.meta
-        && local.tagged_addresses == remote.tagged_addresses
-        && local.weights == remote.weights
-        && local.enable_tag_override == remote.enable_tag_override
-        && local.kind == remote.kind
-}
-
-fn same_check(local: &HealthCheck, remote: &HealthCheck) -> bool {
-    local.check_id == remote.check_id
-        && local.name == remote.name
-        && local.status == remote.status
-        && local.notes == remote.notes
-        && local.output == remote.output
-        && local.service_id == remote.service_id
-        && local.check_type == remote.check_type
-        && local.interval == remote.interval
-        && local.timeout == remote.timeout
+    ServiceInstance {
+        node: remote.node.clone(),
+        ..local.clone()
+    }
+    .same_content(remote)
 }
 
 /// One pass: push every difference between local state and the catalog.
@@ -97,7 +82,7 @@ pub async fn sync(agent: &Agent) {
         let checks_in_sync = service_checks.iter().all(|c| {
             remote_checks
                 .get(&c.check_id)
-                .is_some_and(|r| same_check(c, r))
+                .is_some_and(|r| c.same_content(r))
         });
         if !in_sync || !checks_in_sync {
             write(
@@ -121,7 +106,7 @@ pub async fn sync(agent: &Agent) {
         .filter(|c| {
             !remote_checks
                 .get(&c.check.check_id)
-                .is_some_and(|r| same_check(&c.check, r))
+                .is_some_and(|r| c.check.same_content(r))
         })
         .map(|c| c.check.clone())
         .collect();
@@ -182,6 +167,41 @@ pub async fn run(agent: Arc<Agent>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::registrations::Source;
+    use crate::service_definition::ServiceDefinition;
+
+    /// A second pass over an unchanged agent writes nothing: local rows and
+    /// catalog rows compare equal.
+    #[tokio::test]
+    async fn a_synced_agent_stays_synced() {
+        let config = Config {
+            node_name: "n1".into(),
+            dev: true,
+            ..Config::default()
+        };
+        let agent = Agent::new(config).unwrap();
+        agent.register_self().await.unwrap();
+        let definition: ServiceDefinition = crate::decode::from_value(serde_json::json!({
+            "Name": "web", "Port": 80, "Tags": ["a"], "Address": "10.0.0.1",
+            "Check": {"TTL": "30s"}
+        }))
+        .unwrap();
+        agent.add_service(&definition, false, Source::Api).unwrap();
+        sync(&agent).await;
+        let (_, found) = agent
+            .store()
+            .snapshot()
+            .check_service_nodes("web", &mut WatchSet::new());
+        assert_eq!(found.len(), 1);
+        let index = agent.store().index();
+        sync(&agent).await;
+        assert_eq!(
+            agent.store().index(),
+            index,
+            "nothing to push the second time"
+        );
+    }
 
     #[test]
     fn full_sync_interval_scales_past_128_nodes() {

@@ -84,7 +84,9 @@ pub struct ServiceInstance {
 }
 
 impl ServiceInstance {
-    fn same_content(&self, other: &ServiceInstance) -> bool {
+    /// Equal in everything but the Raft indexes: a write of `other` would
+    /// change nothing.
+    pub fn same_content(&self, other: &ServiceInstance) -> bool {
         ServiceInstance {
             create_index: 0,
             modify_index: 0,
@@ -120,7 +122,8 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    fn same_content(&self, other: &HealthCheck) -> bool {
+    /// Equal in everything but the Raft indexes.
+    pub fn same_content(&self, other: &HealthCheck) -> bool {
         HealthCheck {
             create_index: 0,
             modify_index: 0,
