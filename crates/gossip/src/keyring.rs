@@ -109,7 +109,18 @@ impl Keyring {
 
     /// Encrypts a packet: `[1][nonce][ct+tag]`, empty AAD.
     pub fn seal_packet(&self, nonce: [u8; NONCE_SIZE], msg: &[u8]) -> Result<Vec<u8>, CodecError> {
-        seal_into(&self.keys[0], nonce, msg, &[], Vec::new())
+        self.seal_packet_aad(nonce, msg, &[])
+    }
+
+    /// Encrypts a packet with `aad` authenticated (memberlist ≥ 0.3 passes
+    /// the packet label here).
+    pub fn seal_packet_aad(
+        &self,
+        nonce: [u8; NONCE_SIZE],
+        msg: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, CodecError> {
+        seal_into(&self.keys[0], nonce, msg, aad, Vec::new())
     }
 
     /// Decrypts a packet, trying every key.
@@ -117,20 +128,42 @@ impl Keyring {
         self.open_with_aad(buf, &[])
     }
 
+    /// Decrypts a packet sealed with `aad`, trying every key.
+    pub fn open_packet_aad(&self, buf: &[u8], aad: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.open_with_aad(buf, aad)
+    }
+
     /// Encrypts a stream payload: `[10][u32 BE len][1][nonce][ct+tag]` with
     /// the 5-byte header as AAD.
     pub fn seal_stream(&self, nonce: [u8; NONCE_SIZE], msg: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.seal_stream_labelled(nonce, msg, "")
+    }
+
+    /// Like [`seal_stream`](Self::seal_stream); the stream label follows the
+    /// header in the AAD.
+    pub fn seal_stream_labelled(
+        &self,
+        nonce: [u8; NONCE_SIZE],
+        msg: &[u8],
+        label: &str,
+    ) -> Result<Vec<u8>, CodecError> {
         let len = VERSION_SIZE + NONCE_SIZE + msg.len() + TAG_SIZE;
         let len = u32::try_from(len).map_err(|_| CodecError::TooLarge)?;
         let mut head = vec![crate::MessageType::Encrypt as u8];
         head.extend_from_slice(&len.to_be_bytes());
-        let aad = head.clone();
+        let mut aad = head.clone();
+        aad.extend_from_slice(label.as_bytes());
         seal_into(&self.keys[0], nonce, msg, &aad, head)
     }
 
     /// Decrypts a stream frame starting with `[10][u32 BE len]`; returns the
     /// plaintext (a message starting with its type byte).
     pub fn open_stream(&self, buf: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.open_stream_labelled(buf, "")
+    }
+
+    /// Like [`open_stream`](Self::open_stream) for a labelled stream.
+    pub fn open_stream_labelled(&self, buf: &[u8], label: &str) -> Result<Vec<u8>, CodecError> {
         let head = buf.get(..5).ok_or(CodecError::Truncated)?;
         if head[0] != crate::MessageType::Encrypt as u8 {
             return Err(CodecError::UnknownType(head[0]));
@@ -140,7 +173,9 @@ impl Keyring {
             .get(5..)
             .and_then(|b| b.get(..len))
             .ok_or(CodecError::Truncated)?;
-        self.open_with_aad(body, head)
+        let mut aad = head.to_vec();
+        aad.extend_from_slice(label.as_bytes());
+        self.open_with_aad(body, &aad)
     }
 
     fn open_with_aad(&self, buf: &[u8], aad: &[u8]) -> Result<Vec<u8>, CodecError> {

@@ -1,17 +1,33 @@
-//! memberlist protocol, wire codec.
+//! memberlist's protocol: SWIM with Lifeguard on memberlist's wire.
 //!
-//! Byte-compatible with hashicorp/memberlist 0.2.x as spoken by Serf 0.9.4:
-//! Go-shaped msgpack ([`msgpack`]), message types ([`message`]), compound
-//! framing ([`compound`]), CRC wrapping ([`crc`]), LZW compression
-//! ([`compress`]) and AES-GCM encryption ([`keyring`]). Sans-IO: nothing
-//! here touches a socket, a clock or a random source.
+//! The wire codec is byte-compatible with hashicorp/memberlist 0.2.x as
+//! spoken by Serf 0.9.4: Go-shaped msgpack ([`msgpack`]), message types
+//! ([`message`]), compound framing ([`compound`]), CRC wrapping ([`crc`]),
+//! LZW compression ([`compress`]) and AES-GCM encryption ([`keyring`]).
+//!
+//! The protocol core [`Memberlist`] (in [`swim`]) is sans-IO: it never
+//! touches a socket, a clock or the system's entropy, so one process can
+//! run thousands of nodes on virtual time. Its parts have their own
+//! modules: [`awareness`], [`suspicion`], [`broadcast`].
 
+pub mod awareness;
+pub mod broadcast;
 pub mod compound;
 pub mod compress;
+pub mod config;
 pub mod crc;
+pub mod delegate;
 pub mod keyring;
 pub mod message;
 pub mod msgpack;
+pub mod node;
+pub mod suspicion;
+pub mod swim;
+
+pub use config::{Config, ConfigError, Lifeguard};
+pub use delegate::{Delegate, MemberEvent, NoDelegate, Recorder};
+pub use node::{Node, State};
+pub use swim::{Event, Memberlist, Metrics, StreamError, StreamId, Transmit};
 
 pub use message::{decode, encode, Message, MessageType};
 

@@ -1,0 +1,395 @@
+//! The rules that change a member's state: alive, suspect, dead/left,
+//! refutation of accusations about ourselves, and merging a peer's full
+//! state from push-pull. Each accepted change is re-broadcast.
+
+use std::time::Instant;
+
+use super::{topic, Memberlist};
+use crate::delegate::Delegate;
+use crate::message::{self, Alive, Dead, Message, PushNodeState, Suspect};
+use crate::node::{ip_from_wire, ip_to_wire, vsn_from_wire, Member, Node, State};
+use crate::suspicion::{suspicion_timeout, Suspicion};
+
+impl Memberlist {
+    /// Encodes `msg` and queues it for gossip under `name`'s topic.
+    pub(super) fn broadcast(&mut self, name: &str, msg: &Message, notify: bool) {
+        let Ok(buf) = message::encode(msg) else {
+            return;
+        };
+        if notify {
+            self.broadcasts.push_notify(topic(name), buf);
+        } else {
+            self.broadcasts.push(topic(name), buf);
+        }
+    }
+
+    /// Announces a higher incarnation of ourselves after an accusation.
+    fn refute(&mut self, accused: u32) {
+        let mut inc = self.next_incarnation();
+        if accused >= inc {
+            self.incarnation = accused.wrapping_add(1);
+            inc = self.incarnation;
+        }
+        self.awareness.apply_delta(1);
+        self.metrics.refutations += 1;
+        let name = self.config.name.clone();
+        let Some(me) = self.members.get_mut(&name) else {
+            return;
+        };
+        me.node.incarnation = inc;
+        let a = Alive {
+            incarnation: inc,
+            node: name.clone(),
+            addr: ip_to_wire(me.node.addr.ip()),
+            port: me.node.addr.port(),
+            meta: me.node.meta.clone(),
+            vsn: me.node.vsn.to_vec(),
+        };
+        self.broadcast(&name, &Message::Alive(a), false);
+    }
+
+    /// Applies an alive message (`bootstrap` for our own announcements).
+    pub(super) fn alive_node(
+        &mut self,
+        now: Instant,
+        a: Alive,
+        bootstrap: bool,
+        d: &mut impl Delegate,
+    ) {
+        let is_local = a.node == self.config.name;
+        if self.left && is_local {
+            return;
+        }
+        let vsn = vsn_from_wire(&a.vsn);
+        if a.vsn.len() >= 3 {
+            let (pmin, pmax) = (a.vsn[0], a.vsn[1]);
+            if pmin == 0 || pmax == 0 || pmin > pmax {
+                return;
+            }
+        }
+        let Some(ip) = ip_from_wire(&a.addr) else {
+            return;
+        };
+        let addr = std::net::SocketAddr::new(ip, a.port);
+        let candidate = Node {
+            name: a.node.clone(),
+            addr,
+            meta: a.meta.clone(),
+            vsn: vsn.unwrap_or_default(),
+            state: State::Alive,
+            incarnation: a.incarnation,
+        };
+        if (!bootstrap || !is_local) && d.notify_alive(&candidate).is_err() {
+            return;
+        }
+
+        let mut updates_addr = false;
+        match self.members.get(&a.node) {
+            None => {
+                let member = Member {
+                    node: Node {
+                        state: State::Dead,
+                        incarnation: 0,
+                        ..candidate.clone()
+                    },
+                    state_change: now,
+                };
+                self.members.insert(a.node.clone(), member);
+                // A random slot keeps the detection bound low on average.
+                let n = self.order.len();
+                self.order.push(a.node.clone());
+                if n > 0 {
+                    let off = rand::Rng::random_range(&mut self.rng, 0..=n);
+                    self.order.swap(off, n);
+                }
+            }
+            Some(existing) if existing.node.addr != addr => {
+                let reclaim = !self.config.dead_node_reclaim_time.is_zero()
+                    && now.saturating_duration_since(existing.state_change)
+                        > self.config.dead_node_reclaim_time;
+                if existing.node.state == State::Left
+                    || (existing.node.state == State::Dead && reclaim)
+                {
+                    updates_addr = true;
+                } else {
+                    let existing = existing.node.clone();
+                    d.notify_conflict(&existing, &candidate);
+                    return;
+                }
+            }
+            Some(_) => {}
+        }
+
+        let Some(state) = self.members.get(&a.node) else {
+            return;
+        };
+        let cur_inc = state.node.incarnation;
+        if a.incarnation <= cur_inc && !is_local && !updates_addr {
+            return;
+        }
+        if a.incarnation < cur_inc && is_local {
+            return;
+        }
+        self.suspicions.remove(&a.node);
+        let old_state = state.node.state;
+        let old_meta = state.node.meta.clone();
+
+        if !bootstrap && is_local {
+            let same = a.incarnation == cur_inc
+                && a.meta == state.node.meta
+                && a.vsn.as_slice() == state.node.vsn.as_slice();
+            if same {
+                return;
+            }
+            self.refute(a.incarnation);
+            return;
+        }
+
+        self.broadcast(&a.node, &Message::Alive(a.clone()), false);
+        let Some(state) = self.members.get_mut(&a.node) else {
+            return;
+        };
+        if let Some(v) = vsn {
+            state.node.vsn = v;
+        }
+        state.node.incarnation = a.incarnation;
+        state.node.meta = a.meta;
+        state.node.addr = addr;
+        if state.node.state != State::Alive {
+            state.node.state = State::Alive;
+            state.state_change = now;
+        }
+        let node = state.node.clone();
+        if old_state.is_dead_or_left() {
+            d.notify_join(&node);
+        } else if old_meta != node.meta {
+            d.notify_update(&node);
+        }
+    }
+
+    /// Applies a suspect message: starts (or confirms) a suspicion, or
+    /// refutes it if it is about us.
+    pub(super) fn suspect_node(&mut self, now: Instant, s: Suspect, _d: &mut impl Delegate) {
+        let Some(state) = self.members.get(&s.node) else {
+            return;
+        };
+        if s.incarnation < state.node.incarnation {
+            return;
+        }
+        if let Some(sus) = self.suspicions.get_mut(&s.node) {
+            if sus.confirm(&s.from) {
+                let name = s.node.clone();
+                self.broadcast(&name, &Message::Suspect(s), false);
+            }
+            return;
+        }
+        if state.node.state != State::Alive {
+            return;
+        }
+        if s.node == self.config.name {
+            self.refute(s.incarnation);
+            return;
+        }
+        let name = s.node.clone();
+        self.broadcast(&name, &Message::Suspect(s.clone()), false);
+        let Some(state) = self.members.get_mut(&s.node) else {
+            return;
+        };
+        state.node.incarnation = s.incarnation;
+        state.node.state = State::Suspect;
+        state.state_change = now;
+
+        // k confirmations bring the timeout down to its minimum two probe
+        // intervals before the nominal SuspicionMult ones.
+        let n = self.order.len();
+        let mut k = self.config.suspicion_mult.saturating_sub(2);
+        if n.saturating_sub(2) < k || !self.config.lifeguard.dynamic_suspicion {
+            k = 0;
+        }
+        let min = suspicion_timeout(self.config.suspicion_mult, n, self.config.probe_interval);
+        let max = min * self.config.suspicion_max_timeout_mult as u32;
+        self.suspicions.insert(
+            name,
+            Suspicion::new(&s.from, s.incarnation, k as u32, min, max, now),
+        );
+    }
+
+    /// Declares dead every suspect whose suspicion ran out.
+    pub(super) fn expire_suspicions(&mut self, now: Instant, d: &mut impl Delegate) {
+        let due: Vec<String> = self
+            .suspicions
+            .iter()
+            .filter(|(_, s)| s.deadline() <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let Some(sus) = self.suspicions.remove(&name) else {
+                continue;
+            };
+            let Some(m) = self.members.get(&name) else {
+                continue;
+            };
+            if m.node.state != State::Suspect {
+                continue;
+            }
+            let _ = sus.confirmations();
+            self.metrics.suspicions_confirmed += 1;
+            let dead = Dead {
+                incarnation: m.node.incarnation,
+                node: name,
+                from: self.config.name.clone(),
+            };
+            self.dead_node(now, dead, d);
+        }
+    }
+
+    /// Applies a dead message; `from == node` means the node left.
+    pub(super) fn dead_node(&mut self, now: Instant, dm: Dead, d: &mut impl Delegate) {
+        let Some(state) = self.members.get(&dm.node) else {
+            return;
+        };
+        if dm.incarnation < state.node.incarnation {
+            return;
+        }
+        self.suspicions.remove(&dm.node);
+        if state.node.state.is_dead_or_left() {
+            return;
+        }
+        let name = dm.node.clone();
+        if name == self.config.name {
+            if !self.left {
+                self.refute(dm.incarnation);
+                return;
+            }
+            self.broadcast(&name, &Message::Dead(dm.clone()), true);
+        } else {
+            self.broadcast(&name, &Message::Dead(dm.clone()), false);
+        }
+        let Some(state) = self.members.get_mut(&name) else {
+            return;
+        };
+        state.node.incarnation = dm.incarnation;
+        state.node.state = if dm.node == dm.from {
+            State::Left
+        } else {
+            State::Dead
+        };
+        state.state_change = now;
+        let node = state.node.clone();
+        d.notify_leave(&node);
+    }
+
+    /// Merges a peer's view from push-pull. A peer's "dead" becomes our
+    /// "suspect": we give the node a chance to refute.
+    pub(super) fn merge_state(
+        &mut self,
+        now: Instant,
+        remote: Vec<PushNodeState>,
+        d: &mut impl Delegate,
+    ) {
+        for r in remote {
+            match State::from_wire(r.state) {
+                Some(State::Alive) => {
+                    let a = Alive {
+                        incarnation: r.incarnation,
+                        node: r.name,
+                        addr: r.addr,
+                        port: r.port,
+                        meta: r.meta,
+                        vsn: r.vsn,
+                    };
+                    self.alive_node(now, a, false, d);
+                }
+                Some(State::Left) => {
+                    let dm = Dead {
+                        incarnation: r.incarnation,
+                        node: r.name.clone(),
+                        from: r.name,
+                    };
+                    self.dead_node(now, dm, d);
+                }
+                Some(State::Dead) | Some(State::Suspect) => {
+                    let s = Suspect {
+                        incarnation: r.incarnation,
+                        node: r.name,
+                        from: self.config.name.clone(),
+                    };
+                    self.suspect_node(now, s, d);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Checks that every live node, theirs and ours, speaks a protocol and
+    /// delegate version inside the range all of them understand.
+    pub(super) fn verify_protocol(&self, remote: &[PushNodeState]) -> Result<(), String> {
+        let (mut maxpmin, mut minpmax, mut maxdmin, mut mindmax) = (0u8, u8::MAX, 0u8, u8::MAX);
+        let remote_vsn = remote
+            .iter()
+            .filter(|r| r.state == State::Alive.wire())
+            .filter_map(|r| vsn_from_wire(&r.vsn));
+        let local_vsn = self
+            .members
+            .values()
+            .filter(|m| m.node.state == State::Alive)
+            .map(|m| m.node.vsn);
+        for v in remote_vsn.chain(local_vsn) {
+            maxpmin = maxpmin.max(v[0]);
+            minpmax = minpmax.min(v[1]);
+            maxdmin = maxdmin.max(v[3]);
+            mindmax = mindmax.min(v[4]);
+        }
+        let check = |name: &str, pcur: u8, dcur: u8| -> Result<(), String> {
+            if pcur < maxpmin || pcur > minpmax {
+                return Err(format!(
+                    "Node '{name}' protocol version ({pcur}) is incompatible: [{maxpmin}, {minpmax}]"
+                ));
+            }
+            if dcur < maxdmin || dcur > mindmax {
+                return Err(format!(
+                    "Node '{name}' delegate protocol version ({dcur}) is incompatible: [{maxdmin}, {mindmax}]"
+                ));
+            }
+            Ok(())
+        };
+        for r in remote {
+            let v = vsn_from_wire(&r.vsn).unwrap_or_default();
+            check(&r.name, v[2], v[5])?;
+        }
+        for m in self.members.values() {
+            check(&m.node.name, m.node.vsn[2], m.node.vsn[5])?;
+        }
+        Ok(())
+    }
+
+    /// Our view for a push-pull exchange.
+    pub(super) fn local_push_states(&self) -> Vec<PushNodeState> {
+        self.order
+            .iter()
+            .filter_map(|n| self.members.get(n))
+            .map(|m| PushNodeState {
+                name: m.node.name.clone(),
+                addr: ip_to_wire(m.node.addr.ip()),
+                port: m.node.addr.port(),
+                meta: m.node.meta.clone(),
+                incarnation: m.node.incarnation,
+                state: m.node.state.wire(),
+                vsn: m.node.vsn.to_vec(),
+            })
+            .collect()
+    }
+}
+
+/// A push-pull entry as a [`Node`] (for the merge delegate).
+pub(super) fn push_state_node(r: &PushNodeState) -> Option<Node> {
+    let ip = ip_from_wire(&r.addr)?;
+    Some(Node {
+        name: r.name.clone(),
+        addr: std::net::SocketAddr::new(ip, r.port),
+        meta: r.meta.clone(),
+        vsn: vsn_from_wire(&r.vsn).unwrap_or_default(),
+        state: State::from_wire(r.state)?,
+        incarnation: r.incarnation,
+    })
+}
