@@ -26,7 +26,15 @@ pub const ENCRYPTION_VERSION: u8 = 1;
 
 /// One AES key (16, 24 or 32 bytes: AES-128/192/256).
 #[derive(Clone)]
-pub struct Key(KeyCipher);
+pub struct Key(KeyCipher, Vec<u8>);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.1 == other.1
+    }
+}
+
+impl Eq for Key {}
 
 #[derive(Clone)]
 enum KeyCipher {
@@ -50,7 +58,7 @@ impl Key {
     /// A key from raw bytes; errors unless 16, 24 or 32 bytes long.
     pub fn new(bytes: &[u8]) -> Result<Self, CodecError> {
         let bad = || CodecError::BadKeyLength(bytes.len());
-        Ok(Key(match bytes.len() {
+        let cipher = match bytes.len() {
             16 => KeyCipher::A128(Box::new(
                 Aes128Gcm::new_from_slice(bytes).map_err(|_| bad())?,
             )),
@@ -61,7 +69,13 @@ impl Key {
                 Aes256Gcm::new_from_slice(bytes).map_err(|_| bad())?,
             )),
             n => return Err(CodecError::BadKeyLength(n)),
-        }))
+        };
+        Ok(Key(cipher, bytes.to_vec()))
+    }
+
+    /// The raw key bytes (for listing keys, as Serf's key queries do).
+    pub fn bytes(&self) -> &[u8] {
+        &self.1
     }
 
     fn seal(
@@ -92,6 +106,15 @@ impl Key {
     }
 }
 
+/// Why a keyring change was refused; the keyring is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyringError {
+    #[error("Requested key is not in the keyring")]
+    NotInstalled,
+    #[error("Removing the primary key is not allowed")]
+    RemovePrimary,
+}
+
 /// The installed keys; the first is the primary (used to encrypt), all are
 /// tried on decrypt.
 #[derive(Debug, Clone)]
@@ -105,6 +128,43 @@ impl Keyring {
         let mut keys = vec![primary];
         keys.extend(others);
         Keyring { keys }
+    }
+
+    /// The installed keys, primary first.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The key used to encrypt.
+    pub fn primary(&self) -> &Key {
+        &self.keys[0]
+    }
+
+    /// Adds a key for decryption (a no-op if it is installed already).
+    pub fn install(&mut self, key: Key) {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
+        }
+    }
+
+    /// Makes an installed key the primary one.
+    pub fn use_key(&mut self, key: &Key) -> Result<(), KeyringError> {
+        let i = self
+            .keys
+            .iter()
+            .position(|k| k == key)
+            .ok_or(KeyringError::NotInstalled)?;
+        self.keys.swap(0, i);
+        Ok(())
+    }
+
+    /// Removes a key that is not the primary one.
+    pub fn remove(&mut self, key: &Key) -> Result<(), KeyringError> {
+        if self.keys[0] == *key {
+            return Err(KeyringError::RemovePrimary);
+        }
+        self.keys.retain(|k| k != key);
+        Ok(())
     }
 
     /// Encrypts a packet: `[1][nonce][ct+tag]`, empty AAD.

@@ -174,9 +174,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A map header; returns the number of pairs.
+    /// A map header; returns the number of pairs (nil, Go's nil map, is 0).
     pub fn map_len(&mut self) -> Result<u32, CodecError> {
         match self.marker()? {
+            Marker::Null => Ok(0),
             Marker::FixMap(n) => Ok(u32::from(n)),
             Marker::Map16 => Ok(u32::from(self.be16()?)),
             Marker::Map32 => self.be32(),
@@ -184,9 +185,10 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// An array header; returns the number of elements.
+    /// An array header; returns the number of elements (nil is 0).
     pub fn array_len(&mut self) -> Result<u32, CodecError> {
         match self.marker()? {
+            Marker::Null => Ok(0),
             Marker::FixArray(n) => Ok(u32::from(n)),
             Marker::Array16 => Ok(u32::from(self.be16()?)),
             Marker::Array32 => self.be32(),

@@ -239,6 +239,16 @@ impl Memberlist {
         self.incarnation
     }
 
+    /// The gossip keyring, if encryption is on.
+    pub fn keyring(&self) -> Option<&crate::keyring::Keyring> {
+        self.config.keyring.as_ref()
+    }
+
+    /// The keyring, to install, use or remove keys at run time.
+    pub fn keyring_mut(&mut self) -> Option<&mut crate::keyring::Keyring> {
+        self.config.keyring.as_mut()
+    }
+
     pub fn has_left(&self) -> bool {
         self.left
     }
