@@ -9,6 +9,9 @@
 //! touches a socket, a clock or the system's entropy, so one process can
 //! run thousands of nodes on virtual time. Its parts have their own
 //! modules: [`awareness`], [`suspicion`], [`broadcast`].
+//!
+//! The tokio shell [`shell`] puts the core on real sockets and timers: one
+//! task owns it, [`shell::GossipHandle`] talks to that task.
 
 pub mod awareness;
 pub mod broadcast;
@@ -21,12 +24,15 @@ pub mod keyring;
 pub mod message;
 pub mod msgpack;
 pub mod node;
+pub mod shell;
 pub mod suspicion;
+pub mod sim;
 pub mod swim;
 
 pub use config::{Config, ConfigError, Lifeguard};
 pub use delegate::{Delegate, MemberEvent, NoDelegate, Recorder};
 pub use node::{Node, State};
+pub use shell::{spawn, GossipHandle, JoinOutcome, ShellError, Stats};
 pub use swim::{Event, Memberlist, Metrics, StreamError, StreamId, Transmit};
 
 pub use message::{decode, encode, Message, MessageType};
