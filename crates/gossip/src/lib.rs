@@ -25,8 +25,8 @@ pub mod message;
 pub mod msgpack;
 pub mod node;
 pub mod shell;
-pub mod suspicion;
 pub mod sim;
+pub mod suspicion;
 pub mod swim;
 
 pub use config::{Config, ConfigError, Lifeguard};
