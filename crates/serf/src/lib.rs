@@ -8,16 +8,19 @@
 //! packets, streams and timeouts; drain transmits and [`Event`]s.
 
 pub mod clock;
+pub mod coalesce;
 pub mod config;
 pub mod event;
 mod internal;
 pub mod member;
 pub mod messages;
 mod serf;
+pub mod snapshot;
 mod state;
 pub mod tags;
 
 pub use clock::{LamportClock, LamportTime};
+pub use coalesce::Coalescer;
 pub use config::Config;
 pub use event::{Event, IncomingQuery, MemberEventKind, QueryRecord};
 pub use internal::{KeyOp, KeySummary};

@@ -550,6 +550,16 @@ impl Serf {
         Ok(())
     }
 
+    /// Restores the clocks a snapshot recorded, so events and queries
+    /// already handled before a restart are not handled again.
+    pub fn restore(&mut self, prev: &crate::snapshot::Previous) {
+        self.st.clock.witness(prev.clock);
+        self.st.event_clock.witness(prev.event_clock);
+        self.st.query_clock.witness(prev.query_clock);
+        self.st.event_min_time = prev.event_clock + 1;
+        self.st.query_min_time = prev.query_clock + 1;
+    }
+
     /// Stops participating at once (no leave message).
     pub fn shutdown(&mut self) {
         self.st.lifecycle = Lifecycle::Shutdown;
