@@ -29,8 +29,10 @@ impl Net {
         let nodes = (0..n)
             .map(|i| {
                 let mut c = Config::new(gossip::Config::lan(format!("n{i}"), addr(i)));
-                c.tags
-                    .insert("role".into(), if i % 2 == 0 { "web" } else { "db" }.into());
+                c.tags.insert(
+                    "role".into(),
+                    if i.is_multiple_of(2) { "web" } else { "db" }.into(),
+                );
                 tweak(i, &mut c);
                 Serf::new(c, now, i as u64 + 10).unwrap()
             })
@@ -159,7 +161,7 @@ fn members_and_tags_agree_everywhere() {
         for m in &ms {
             assert_eq!(m.status, MemberStatus::Alive);
             let idx: usize = m.name[1..].parse().unwrap();
-            let want = if idx % 2 == 0 { "web" } else { "db" };
+            let want = if idx.is_multiple_of(2) { "web" } else { "db" };
             assert_eq!(m.tags.get("role").map(String::as_str), Some(want));
         }
         assert!(net.events[i]
