@@ -359,3 +359,19 @@ def test_a_serf_leave_is_left_to_us(cluster):
     for a in (cluster.serfs[0], cluster.serfs[2]):
         wait_until(lambda: a.status_of(leaver.name) == "left", CONVERGE_DEADLINE,
                    interval=0.2, what=f"{a.name} to show {leaver.name} left")
+
+
+def test_a_node_with_the_wrong_key_cannot_join(cluster, gossip_node_bin, tmp_path):
+    # Plaintext serf gets an encrypted node; encrypted serf a different key.
+    other_key = base64.b64encode(os.urandom(16)).decode()
+    port = free_ports(1)[0]
+    args = [str(gossip_node_bin), "-node", "intruder", "-bind", f"127.0.0.1:{port}",
+            "-encrypt", other_key, "-join", cluster.serfs[0].addr]
+    r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=30, env=clean_env())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "could not join" in r.stderr, r.stderr
+    joined = [json.loads(line) for line in r.stdout.splitlines() if '"joined"' in line]
+    assert joined and joined[0]["count"] == 0, r.stdout
+    for a in cluster.serfs:
+        assert "intruder" not in a.members(), a.name

@@ -17,7 +17,8 @@
 //! - `leave`: tell Serf we intend to leave, leave gracefully (waiting up to
 //!   5 s for the leave to be gossiped), print `{"event":"left"}`, exit 0.
 //!
-//! SIGTERM, or the end of stdin, stops the node without a leave.
+//! SIGTERM, or the end of stdin, stops the node without a leave. If `-join`
+//! reaches none of its addresses the node exits with status 1.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -290,6 +291,15 @@ async fn run(args: Args, config: Config) -> Result<(), String> {
             .map(|(a, why)| format!("{a}: {why}"))
             .collect();
         print_line(json!({"event": "joined", "count": outcome.joined, "failed": failed}));
+        if outcome.joined == 0 {
+            // As `serf agent -join`: a node that reached nobody gives up.
+            let _ = node.shutdown().await;
+            return Err(format!(
+                "could not join any of {:?}: {}",
+                args.join,
+                failed.join("; ")
+            ));
+        }
     }
 
     // Stdin is read on a thread of its own; lines come in over a channel.
