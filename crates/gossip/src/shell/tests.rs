@@ -255,3 +255,30 @@ async fn read_frame_waits_for_a_whole_frame_and_rejects_garbage() {
     drop(w);
     assert!(matches!(read_frame(&mut r).await, Err(StreamError::Io(_))));
 }
+
+#[tokio::test]
+async fn new_meta_reaches_the_other_node_as_an_update() {
+    let (a, b) = joined_pair(fast("a"), fast("b")).await;
+    eventually(Duration::from_secs(5), "a sees b alive", || async {
+        (state_of(&a, "b").await == Some(State::Alive)).then_some(())
+    })
+    .await;
+    b.with_delegate(|r| r.meta = b"role=new".to_vec())
+        .await
+        .expect("delegate");
+    b.update_meta().await.expect("update");
+    eventually(
+        Duration::from_secs(5),
+        "a hears of b's new meta",
+        || async {
+            let events = a.with_delegate(|r| r.events.clone()).await.ok()?;
+            events
+            .iter()
+            .any(|e| matches!(e, MemberEvent::Update(n) if n.name == "b" && n.meta == b"role=new"))
+            .then_some(())
+        },
+    )
+    .await;
+    a.shutdown().await.expect("a stops");
+    b.shutdown().await.expect("b stops");
+}
