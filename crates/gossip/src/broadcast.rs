@@ -25,6 +25,9 @@ type Slot = (usize, Reverse<u64>);
 pub struct BroadcastQueue {
     items: BTreeMap<Slot, Item>,
     by_topic: HashMap<String, Slot>,
+    /// How many queued messages have each length, so `take` can stop
+    /// once no message could fit the space left.
+    lens: BTreeMap<usize, usize>,
     next_id: u64,
     /// Topics of `notify` messages that finished (sent enough or replaced).
     finished: Vec<Topic>,
@@ -56,6 +59,7 @@ impl BroadcastQueue {
         if let Some(t) = &topic {
             if let Some(slot) = self.by_topic.remove(t) {
                 if let Some(old) = self.items.remove(&slot) {
+                    self.forget_len(old.msg.len());
                     if old.notify {
                         self.finished.push(old.topic);
                     }
@@ -67,7 +71,17 @@ impl BroadcastQueue {
         if let Some(t) = &topic {
             self.by_topic.insert(t.clone(), slot);
         }
+        *self.lens.entry(msg.len()).or_default() += 1;
         self.items.insert(slot, Item { topic, msg, notify });
+    }
+
+    fn forget_len(&mut self, len: usize) {
+        if let Some(c) = self.lens.get_mut(&len) {
+            *c -= 1;
+            if *c == 0 {
+                self.lens.remove(&len);
+            }
+        }
     }
 
     /// Takes messages that fit in `limit` bytes, counting `overhead` bytes
@@ -77,8 +91,9 @@ impl BroadcastQueue {
         let mut used = 0;
         let mut picked: Vec<Slot> = Vec::new();
         let mut out = Vec::new();
+        let shortest = self.lens.keys().next().copied().unwrap_or(0);
         for (slot, item) in &self.items {
-            if used + overhead > limit {
+            if used + overhead + shortest > limit {
                 break;
             }
             let cost = overhead + item.msg.len();
@@ -98,6 +113,7 @@ impl BroadcastQueue {
                 self.by_topic.remove(t);
             }
             if sent >= transmit_limit.max(1) {
+                self.forget_len(item.msg.len());
                 if item.notify {
                     self.finished.push(item.topic);
                 }
@@ -127,6 +143,7 @@ impl BroadcastQueue {
             let Some((_, item)) = self.items.pop_last() else {
                 break;
             };
+            self.forget_len(item.msg.len());
             if let Some(t) = &item.topic {
                 self.by_topic.remove(t);
             }
@@ -200,6 +217,24 @@ mod tests {
         q.push_notify(t("x"), b"1".to_vec());
         q.push(t("x"), b"2".to_vec());
         assert_eq!(q.take_finished(), vec![t("x")]);
+    }
+
+    #[test]
+    fn length_index_follows_the_queue() {
+        let mut q = BroadcastQueue::new();
+        q.push(t("a"), vec![0; 30]);
+        q.push(t("b"), vec![0; 8]);
+        q.push(t("a"), vec![0; 12]);
+        q.push(None, vec![0; 40]);
+        let lens = |q: &BroadcastQueue| q.lens.iter().map(|(l, c)| (*l, *c)).collect::<Vec<_>>();
+        assert_eq!(lens(&q), vec![(8, 1), (12, 1), (40, 1)]);
+        // 45 bytes: the 40 goes first (newest), then only 5 are left; the
+        // shortest (8) cannot fit, so the scan stops.
+        assert_eq!(q.take(0, 45, 2), vec![vec![0; 40]]);
+        assert_eq!(q.take(0, 100, 2).len(), 3);
+        assert_eq!(lens(&q), vec![(8, 1), (12, 1)], "the 40 went out twice");
+        q.prune(1);
+        assert_eq!(lens(&q).iter().map(|x| x.1).sum::<usize>(), q.len());
     }
 
     #[test]
