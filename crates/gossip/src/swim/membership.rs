@@ -216,12 +216,14 @@ impl Memberlist {
 
     /// Declares dead every suspect whose suspicion ran out.
     pub(super) fn expire_suspicions(&mut self, now: Instant, d: &mut impl Delegate) {
-        let due: Vec<String> = self
+        let mut due: Vec<String> = self
             .suspicions
             .iter()
             .filter(|(_, s)| s.deadline() <= now)
             .map(|(n, _)| n.clone())
             .collect();
+        // In a fixed order, not the map's, so a seed replays a run exactly.
+        due.sort_unstable();
         for name in due {
             let Some(sus) = self.suspicions.remove(&name) else {
                 continue;

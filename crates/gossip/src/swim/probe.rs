@@ -266,13 +266,14 @@ impl Memberlist {
     }
 
     fn relay_timers(&mut self, now: Instant, d: &mut impl Delegate) {
-        let due: Vec<u32> = self
+        let mut due: Vec<u32> = self
             .probe
             .relays
             .iter()
             .filter(|(_, r)| r.expires <= now)
             .map(|(s, _)| *s)
             .collect();
+        due.sort_unstable();
         for seq in due {
             let Some(r) = self.probe.relays.remove(&seq) else {
                 continue;

@@ -408,12 +408,13 @@ impl Memberlist {
 
     /// Gives up exchanges whose reply is overdue.
     pub(super) fn expire_streams(&mut self, now: Instant, d: &mut impl Delegate) {
-        let due: Vec<StreamId> = self
+        let mut due: Vec<StreamId> = self
             .streams
             .iter()
             .filter(|(_, p)| p.deadline + GRACE <= now)
             .map(|(id, _)| *id)
             .collect();
+        due.sort_unstable();
         for id in due {
             self.handle_stream_reply(now, id, Err(StreamError::Timeout), d);
         }
