@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 use super::*;
 use crate::delegate::{MemberEvent, Recorder};
