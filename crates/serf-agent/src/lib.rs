@@ -3,5 +3,12 @@
 //! scripts, keeps the snapshot and keyring files, and serves Serf's RPC
 //! protocol so the `serf` CLI works against it unchanged.
 
+pub mod agent;
+pub mod backend;
 pub mod config;
 pub mod handlers;
+pub mod logs;
+pub mod node;
+
+pub use agent::{run, AgentError};
+pub use config::AgentConfig;
