@@ -317,16 +317,24 @@ impl Backend for AgentBackend {
                 out.insert("tags".into(), m.tags.clone());
             }
         }
+        // Serf lists each handler as "event:name" -> script.
         let handlers = self
             .event_handlers
             .iter()
-            .enumerate()
-            .map(|(i, h)| (h.clone(), i.to_string()))
+            .flat_map(|h| crate::handlers::parse_event_script(h))
+            .map(|s| (format!("{}:{}", s.filter.event, s.filter.name), s.script))
             .collect();
         out.insert("event_handlers".into(), handlers);
         let mut runtime = BTreeMap::new();
         runtime.insert("os".into(), std::env::consts::OS.into());
-        runtime.insert("arch".into(), std::env::consts::ARCH.into());
+        // Go's names for the architectures.
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        runtime.insert("arch".into(), arch.into());
         runtime.insert("version".into(), env!("CARGO_PKG_VERSION").into());
         out.insert("runtime".into(), runtime);
         out
