@@ -191,6 +191,8 @@ struct SimNode {
     /// Inputs that arrived while starved.
     backlog: VecDeque<Input>,
     resume_queued: bool,
+    /// A [`Slowness::Busy`] node handles its next input from this instant.
+    busy_until: Instant,
 }
 
 /// How a node's config is made: `Config::lan(name, addr)` then this.
@@ -292,6 +294,7 @@ impl Sim {
             starvation: None,
             backlog: VecDeque::new(),
             resume_queued: false,
+            busy_until: self.now,
         });
         self.settle(i);
         Ok(i)
@@ -323,8 +326,9 @@ impl Sim {
         );
     }
 
-    /// Every node outside `seeds` joins through them, one every `stagger`
-    /// from now; the seeds themselves join the first seed at once.
+    /// Every node outside `seeds` joins through one of them (in turn), one
+    /// node every `stagger` from now; the other seeds join the first seed
+    /// at once.
     pub fn join_staggered(&mut self, seeds: &[usize], stagger: Duration) {
         let Some(&first) = seeds.first() else {
             return;
@@ -333,12 +337,14 @@ impl Sim {
             self.join(s, &[first]);
         }
         let mut at = self.elapsed();
+        let mut k = 0;
         for i in 0..self.nodes.len() {
             if seeds.contains(&i) {
                 continue;
             }
             at += stagger;
-            self.join_at(at, i, seeds);
+            self.join_at(at, i, &[seeds[k % seeds.len()]]);
+            k += 1;
         }
     }
 
@@ -514,7 +520,28 @@ impl Sim {
             self.nodes[to].backlog.push_back(input);
             return;
         }
+        if let Some(per) = self.per_input(to) {
+            let now = self.now;
+            let n = &mut self.nodes[to];
+            if now < n.busy_until || !n.backlog.is_empty() {
+                n.backlog.push_back(input);
+                if !n.resume_queued {
+                    n.resume_queued = true;
+                    let at = n.busy_until.max(now);
+                    self.schedule(at, Action::Resume { node: to });
+                }
+                return;
+            }
+            n.busy_until = now + per;
+        }
         self.apply(to, input);
+    }
+
+    fn per_input(&self, i: usize) -> Option<Duration> {
+        self.nodes[i]
+            .starvation
+            .as_ref()
+            .and_then(|s| s.model().per_input())
     }
 
     fn apply(&mut self, i: usize, input: Input) {
@@ -583,15 +610,35 @@ impl Sim {
     }
 
     /// A starved node runs again: first every timer that came due, then its
-    /// backlog in arrival order.
+    /// backlog in arrival order. A busy node handles its next input.
     fn resume(&mut self, i: usize) {
         self.nodes[i].resume_queued = false;
         if !self.nodes[i].status.runs() || self.starved(i) {
             return;
         }
-        if self.nodes[i].ml.poll_timeout() <= self.now {
+        if let Some(per) = self.per_input(i) {
+            let now = self.now;
+            let n = &mut self.nodes[i];
+            if let Some(input) = n.backlog.pop_front() {
+                n.busy_until = now + per;
+                self.apply(i, input);
+            }
+            let n = &mut self.nodes[i];
+            if !n.backlog.is_empty() && n.status.runs() && !n.resume_queued {
+                n.resume_queued = true;
+                let at = n.busy_until;
+                self.schedule(at, Action::Resume { node: i });
+            }
+            return;
+        }
+        // Every overdue timer, to the end: a probe that timed out during the
+        // pause goes indirect and then fails before the ack waiting in the
+        // backlog is read, as it would in a starved Go process.
+        let mut rounds = 0;
+        while self.nodes[i].ml.poll_timeout() <= self.now && rounds < STALL_LIMIT {
             self.nodes[i].timer = None;
             self.run_timers(i);
+            rounds += 1;
         }
         self.settle(i);
         while let Some(input) = self.nodes[i].backlog.pop_front() {
@@ -849,5 +896,54 @@ mod tests {
         assert!(t.is_some());
         assert!(sim.converged());
         assert!(sim.first(2, Kind::Dead, Duration::ZERO).is_some());
+    }
+
+    fn three_converged(seed: u64) -> Sim {
+        let mut sim = Sim::new(seed);
+        sim.add_nodes(3).unwrap();
+        sim.join_staggered(&[0], Duration::from_millis(10));
+        assert!(sim
+            .run_until(Sim::converged, Duration::from_secs(10))
+            .is_some());
+        sim
+    }
+
+    #[test]
+    fn a_paused_node_reads_its_backlog_late() {
+        let mut sim = three_converged(3);
+        let second = Duration::from_secs(1);
+        // Paused 9 s of every 10: the others' probes go unanswered for long
+        // stretches, so node 2 is suspected (and refutes once it runs).
+        sim.set_slowness(
+            2,
+            Some(Slowness::Periodic {
+                period: 10 * second,
+                pause: 9 * second,
+            }),
+        );
+        sim.run_for(60 * second);
+        let failed: u64 = (0..2).map(|i| sim.node(i).metrics().probe_failures).sum();
+        assert!(failed > 0, "probes of the paused node failed");
+        assert!(sim.node(2).metrics().refutations > 0, "and it refuted");
+    }
+
+    #[test]
+    fn a_busy_node_falls_behind_and_is_declared_dead() {
+        let mut sim = three_converged(4);
+        // Three seconds per message: acks come back long after the probes
+        // gave up, and refutations too late to save it.
+        sim.set_slowness(
+            2,
+            Some(Slowness::Busy {
+                per_input: Duration::from_secs(3),
+            }),
+        );
+        let since = sim.elapsed();
+        sim.run_for(Duration::from_secs(60));
+        assert!(sim.first(2, Kind::Dead, since).is_some());
+        sim.set_slowness(2, None);
+        assert!(sim
+            .run_until(Sim::converged, Duration::from_secs(60))
+            .is_some());
     }
 }

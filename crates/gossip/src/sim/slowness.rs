@@ -1,10 +1,19 @@
-//! CPU starvation of a node: the process is not scheduled for a while, so
-//! nothing it receives is read and none of its timers run. When it is
-//! scheduled again it first runs every timer that came due (as a starved Go
-//! process does: its timers have fired, the packets still sit in the socket
-//! buffer) and then reads its backlog in arrival order. This is the fault
-//! Lifeguard is about: the starved node misses its acks, accuses healthy
-//! peers, and answers accusations about itself too late.
+//! CPU starvation of a node, in two shapes.
+//!
+//! Pauses ([`Slowness::Periodic`], [`Slowness::Random`]): the process is not
+//! scheduled for a while, so nothing it receives is read and none of its
+//! timers run. When it is scheduled again it first runs every timer that
+//! came due (as a starved Go process does: its timers have fired, the
+//! packets still sit in the socket buffer) and then reads its backlog in
+//! arrival order.
+//!
+//! Slow processing ([`Slowness::Busy`]): the process runs, its timers fire on
+//! time, but each message takes long to handle, so messages wait in line
+//! behind each other and an ack can be read after its probe timed out.
+//!
+//! Either way this is the fault Lifeguard is about: the starved node misses
+//! its acks, accuses healthy peers, and answers accusations about itself
+//! too late.
 
 use std::time::Duration;
 
@@ -23,6 +32,19 @@ pub enum Slowness {
         min: Duration,
         max: Duration,
     },
+    /// Handling one input (packet, stream request or reply) takes
+    /// `per_input`; inputs are handled one at a time, in arrival order.
+    Busy { per_input: Duration },
+}
+
+impl Slowness {
+    /// The time one input takes, for [`Slowness::Busy`].
+    pub(super) fn per_input(&self) -> Option<Duration> {
+        match self {
+            Slowness::Busy { per_input } => Some(*per_input),
+            _ => None,
+        }
+    }
 }
 
 /// One node's pause windows, drawn lazily and deterministically.
@@ -44,7 +66,7 @@ impl Starvation {
                 let start = now + phase;
                 (start, start + pause.min(period))
             }
-            Slowness::Random { .. } => (now, now),
+            Slowness::Random { .. } | Slowness::Busy { .. } => (now, now),
         };
         let mut s = Starvation { model, rng, window };
         if matches!(model, Slowness::Random { .. }) {
@@ -66,9 +88,16 @@ impl Starvation {
         (start, start + len)
     }
 
+    pub(super) fn model(&self) -> Slowness {
+        self.model
+    }
+
     /// If the node is paused at `t`, when it resumes. `t` must not go
     /// backwards between calls.
     pub(super) fn paused_until(&mut self, t: Duration) -> Option<Duration> {
+        if matches!(self.model, Slowness::Busy { .. }) {
+            return None;
+        }
         while self.window.1 <= t {
             self.window = match self.model {
                 Slowness::Periodic { period, .. } => {
@@ -78,6 +107,7 @@ impl Starvation {
                     (start, start + len)
                 }
                 Slowness::Random { .. } => self.next_random(self.window.1),
+                Slowness::Busy { .. } => return None,
             };
             if self.window.1 == self.window.0 {
                 // A zero-length pause never holds the node.
