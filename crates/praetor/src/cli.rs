@@ -40,6 +40,9 @@ pub enum Command {
     Lock(LockArgs),
     /// Watches for changes in the catalog, KV store, health or events.
     Watch(WatchArgs),
+    /// Serf's commands: talk to a Serf agent over its RPC port.
+    #[command(subcommand)]
+    Serf(crate::serf_cmd::SerfCommand),
 }
 
 /// Flags every command that talks to an agent's HTTP API takes.
@@ -388,6 +391,17 @@ pub enum ParseError {
 }
 
 pub fn parse(args: Vec<String>) -> Result<Cli, ParseError> {
+    // `praetor serf agent` takes the agent's own flags, unparsed here.
+    if args.get(1).map(String::as_str) == Some("serf")
+        && args.get(2).map(String::as_str) == Some("agent")
+    {
+        let rest = args.into_iter().skip(3).collect();
+        return Ok(Cli {
+            command: Command::Serf(crate::serf_cmd::SerfCommand::Agent(
+                crate::serf_cmd::SerfAgentArgs { args: rest },
+            )),
+        });
+    }
     let command = Cli::command();
     let args = go_style(&command, args).map_err(ParseError::UndefinedFlag)?;
     let matches = command

@@ -9,6 +9,7 @@ mod kv_cmd;
 mod lock_cmd;
 mod maint_cmd;
 mod members_cmd;
+mod serf_cmd;
 mod services_cmd;
 mod version_cmd;
 mod watch_cmd;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Members(c) => members_cmd::run(c),
         cli::Command::Lock(c) => lock_cmd::run(c),
         cli::Command::Watch(c) => watch_cmd::run(c),
+        cli::Command::Serf(c) => serf_cmd::run(c),
     };
     ExitCode::from(code)
 }

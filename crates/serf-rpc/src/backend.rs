@@ -27,9 +27,10 @@ use crate::types::{
 
 /// A query started over RPC: its results, and when it ends.
 pub struct QueryStream {
-    /// Acks and responses as they arrive. The query is over when the
-    /// backend drops the sender or the deadline passes, whichever is first;
-    /// the server then tells the client `done`.
+    /// Acks and responses as they arrive. The backend may drop the sender
+    /// once no more can come; the server still tells the client `done`
+    /// only at the deadline, as Serf does (the Go CLI relies on that), and
+    /// ignores records after it.
     pub records: mpsc::Receiver<QueryRecord>,
     /// The query's deadline (Serf: the start plus the query's timeout).
     pub deadline: tokio::time::Instant,

@@ -694,12 +694,20 @@ async fn log_stream(
 async fn query_records(seq: u64, mut stream: QueryStream, outbox: Outbox) {
     let deadline = tokio::time::sleep_until(stream.deadline);
     tokio::pin!(deadline);
+    // `done` goes out at the deadline even when the backend finished
+    // earlier, as Serf's agent does: the Go CLI drains its ack and response
+    // channels in a random order and would lose records that arrive just
+    // before `done`.
+    let mut open = true;
     loop {
         let record = tokio::select! {
             _ = &mut deadline => break,
-            record = stream.records.recv() => match record {
+            record = stream.records.recv(), if open => match record {
                 Some(record) => record,
-                None => break,
+                None => {
+                    open = false;
+                    continue;
+                }
             },
         };
         let body = protocol::query_record_to_value(Some(&record));
