@@ -9,6 +9,7 @@ mod kv_cmd;
 mod lock_cmd;
 mod maint_cmd;
 mod members_cmd;
+mod serf_agent_cmd;
 mod serf_cmd;
 mod services_cmd;
 mod version_cmd;

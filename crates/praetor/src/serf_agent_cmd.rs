@@ -10,9 +10,30 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Flags that take a value; the rest are booleans.
 const VALUE_FLAGS: &[&str] = &[
-    "bind", "advertise", "config-file", "config-dir", "encrypt", "keyring-file", "event-handler", "join", "log-level",
-    "node", "protocol", "role", "rpc-addr", "rpc-auth", "profile", "snapshot", "tag", "discover", "iface", "tags-file",
-    "retry-join", "retry-max", "retry-interval", "broadcast-timeout",
+    "bind",
+    "advertise",
+    "config-file",
+    "config-dir",
+    "encrypt",
+    "keyring-file",
+    "event-handler",
+    "join",
+    "log-level",
+    "node",
+    "protocol",
+    "role",
+    "rpc-addr",
+    "rpc-auth",
+    "profile",
+    "snapshot",
+    "tag",
+    "discover",
+    "iface",
+    "tags-file",
+    "retry-join",
+    "retry-max",
+    "retry-interval",
+    "broadcast-timeout",
 ];
 const BOOL_FLAGS: &[&str] = &["replay", "syslog", "rejoin", "disable-compression"];
 
@@ -31,7 +52,8 @@ fn go_bool(v: &str) -> Option<bool> {
 }
 
 fn duration(flag: &str, v: &str) -> Result<Duration, String> {
-    let ns = agent::go_duration::parse_go_duration(v).map_err(|e| format!("invalid value {v:?} for flag -{flag}: {e}"))?;
+    let ns = agent::go_duration::parse_go_duration(v)
+        .map_err(|e| format!("invalid value {v:?} for flag -{flag}: {e}"))?;
     u64::try_from(ns)
         .map(Duration::from_nanos)
         .map_err(|_| format!("invalid value {v:?} for flag -{flag}: negative duration"))
@@ -58,7 +80,9 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
         };
         if BOOL_FLAGS.contains(&name) {
             let v = match inline {
-                Some(v) => go_bool(&v).ok_or_else(|| format!("invalid boolean value {v:?} for -{name}"))?,
+                Some(v) => {
+                    go_bool(&v).ok_or_else(|| format!("invalid boolean value {v:?} for -{name}"))?
+                }
                 None => true,
             };
             match name {
@@ -75,7 +99,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
         let v = match inline {
             Some(v) => v,
             None => {
-                let v = args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: -{name}"))?;
+                let v = args
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("flag needs an argument: -{name}"))?;
                 i += 1;
                 v
             }
@@ -91,7 +118,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             "log-level" => p.log_level = Some(v),
             "node" => p.node_name = Some(v),
             "protocol" => {
-                p.protocol = Some(v.parse().map_err(|_| format!("invalid value {v:?} for flag -protocol: parse error"))?)
+                p.protocol =
+                    Some(v.parse().map_err(|_| {
+                        format!("invalid value {v:?} for flag -protocol: parse error")
+                    })?)
             }
             "role" => p.role = Some(v),
             "rpc-addr" => p.rpc_addr = Some(v),
@@ -105,12 +135,21 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             "tags-file" => p.tags_file = Some(v),
             "retry-join" => p.retry_join.push(v),
             "retry-max" => {
-                p.retry_max_attempts = Some(v.parse().map_err(|_| format!("invalid value {v:?} for flag -retry-max: parse error"))?)
+                p.retry_max_attempts =
+                    Some(v.parse().map_err(|_| {
+                        format!("invalid value {v:?} for flag -retry-max: parse error")
+                    })?)
             }
-            "retry-interval" => p.retry_interval = Some(duration(name, &v).map_err(|e| format!("Error: {e}"))?),
-            "broadcast-timeout" => p.broadcast_timeout = Some(duration(name, &v).map_err(|e| format!("Error: {e}"))?),
+            "retry-interval" => {
+                p.retry_interval = Some(duration(name, &v).map_err(|e| format!("Error: {e}"))?)
+            }
+            "broadcast-timeout" => {
+                p.broadcast_timeout = Some(duration(name, &v).map_err(|e| format!("Error: {e}"))?)
+            }
             // mDNS discovery, interface binding and syslog are not provided.
-            "discover" | "iface" => eprintln!("==> Warning: -{name} is accepted but has no effect in praetor"),
+            "discover" | "iface" => {
+                eprintln!("==> Warning: -{name} is accepted but has no effect in praetor")
+            }
             _ => {}
         }
     }
@@ -168,7 +207,10 @@ pub fn run(args: Vec<String>) -> u8 {
         .with(fmt)
         .with(serf_agent::logs::MonitorLayer::new(logs.clone()))
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("==> Failed to start the runtime: {e}");
@@ -209,7 +251,10 @@ mod tests {
         assert_eq!(p.partial.start_join, vec!["1.2.3.4"]);
         assert_eq!(p.partial.rejoin_after_leave, Some(true));
         assert_eq!(p.partial.replay_on_join, Some(false));
-        assert_eq!(parse(&args("-bogus 1")).err().unwrap(), "flag provided but not defined: -bogus");
+        assert_eq!(
+            parse(&args("-bogus 1")).err().unwrap(),
+            "flag provided but not defined: -bogus"
+        );
         assert!(parse(&args("-node")).is_err());
         assert!(parse(&args("-retry-interval soon")).is_err());
     }

@@ -272,14 +272,7 @@ pub struct ReachabilityArgs {
 
 pub fn run(command: SerfCommand) -> u8 {
     match command {
-        // ---- DISPATCH HOLE: `praetor serf agent` -------------------------
-        // The Serf agent is wired in separately (crates/serf-agent); until
-        // then the command exists but refuses to run.
-        SerfCommand::Agent(_) => {
-            eprintln!("praetor serf agent: not yet available");
-            1
-        }
-        // ------------------------------------------------------------------
+        SerfCommand::Agent(a) => crate::serf_agent_cmd::run(a.args),
         SerfCommand::Members(a) => block_on(members::run(a)),
         SerfCommand::Join(a) => block_on(join::join(a)),
         SerfCommand::Leave(a) => block_on(join::leave(a)),
