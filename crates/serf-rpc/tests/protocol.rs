@@ -546,3 +546,32 @@ async fn shutdown_closes_clients() {
     assert!(matches!(refused, Err(ClientError::Dial { .. })));
     assert!(h.fake.event_subscribers() == 0);
 }
+
+#[tokio::test]
+async fn garbage_closes_only_that_connection() {
+    let h = Harness::start(ServerConfig::default()).await;
+    let inputs: Vec<Vec<u8>> = vec![
+        vec![0xc1],                               // reserved marker
+        vec![0x93, 0x01, 0x02, 0x03],             // a header that is not a map
+        vec![0xdf, 0xff, 0xff, 0xff, 0xff],       // a map that never ends, then EOF
+        vec![0xc6, 0xff, 0xff, 0xff, 0xff, 0x00], // a 4 GiB bin
+        (0..=255u8).rev().collect(),
+    ];
+    for bytes in inputs {
+        let mut stream = ok(TcpStream::connect(h.addr()).await, "dial");
+        ok(stream.write_all(&bytes).await, "write");
+        ok(stream.shutdown().await, "shutdown write");
+        let mut sink = Vec::new();
+        // The server answers at most an error header and closes.
+        let read = within(
+            "server closes",
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut sink),
+        )
+        .await;
+        assert!(read.is_ok() || sink.is_empty());
+    }
+    // Everyone else is still served.
+    let c = h.client().await;
+    assert_eq!(ok(c.members().await, "members").len(), 2);
+    h.server.shutdown().await;
+}
