@@ -146,6 +146,11 @@ enum Action {
     Resume {
         node: usize,
     },
+    /// An input a lagging node reads now, having received it earlier.
+    Late {
+        to: usize,
+        input: Input,
+    },
     Join {
         node: usize,
         seeds: Vec<usize>,
@@ -419,6 +424,11 @@ impl Sim {
             Action::Deliver { to, input } => self.deliver(to, input),
             Action::Timer { node } => self.fire_timer(node, item.at),
             Action::Resume { node } => self.resume(node),
+            Action::Late { to, input } => {
+                if self.nodes[to].status.runs() {
+                    self.apply(to, input);
+                }
+            }
             Action::Join { node, seeds } => {
                 if self.nodes[node].status.runs() {
                     let addrs: Vec<_> = seeds.iter().map(|&s| addr_of(s)).collect();
@@ -518,6 +528,14 @@ impl Sim {
         }
         if self.starved(to) {
             self.nodes[to].backlog.push_back(input);
+            return;
+        }
+        if let Some(delay) = self.nodes[to]
+            .starvation
+            .as_ref()
+            .and_then(|s| s.model().lag())
+        {
+            self.schedule(self.now + delay, Action::Late { to, input });
             return;
         }
         if let Some(per) = self.per_input(to) {
@@ -925,6 +943,24 @@ mod tests {
         let failed: u64 = (0..2).map(|i| sim.node(i).metrics().probe_failures).sum();
         assert!(failed > 0, "probes of the paused node failed");
         assert!(sim.node(2).metrics().refutations > 0, "and it refuted");
+    }
+
+    #[test]
+    fn a_lagging_node_misses_its_acks_and_accuses_others() {
+        let mut sim = three_converged(5);
+        sim.set_slowness(
+            2,
+            Some(Slowness::Lag {
+                delay: Duration::from_millis(1500),
+            }),
+        );
+        sim.run_for(Duration::from_secs(20));
+        assert!(
+            sim.node(2).metrics().probe_failures > 0,
+            "its acks came late"
+        );
+        let refuted: u64 = (0..2).map(|i| sim.node(i).metrics().refutations).sum();
+        assert!(refuted > 0, "the healthy nodes refuted its accusations");
     }
 
     #[test]

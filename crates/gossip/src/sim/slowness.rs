@@ -7,9 +7,12 @@
 //! packets still sit in the socket buffer) and then reads its backlog in
 //! arrival order.
 //!
-//! Slow processing ([`Slowness::Busy`]): the process runs, its timers fire on
-//! time, but each message takes long to handle, so messages wait in line
-//! behind each other and an ack can be read after its probe timed out.
+//! Slow processing ([`Slowness::Busy`], [`Slowness::Lag`]): the process
+//! runs and its timers fire on time, but messages are read late: each takes
+//! long to handle, so they wait in line behind each other (`Busy`, a queue
+//! that can grow without bound under load), or every one is read a fixed
+//! time after it arrived (`Lag`, a queue that stays the same length). An ack
+//! can then be read after its probe timed out.
 //!
 //! Either way this is the fault Lifeguard is about: the starved node misses
 //! its acks, accuses healthy peers, and answers accusations about itself
@@ -35,6 +38,8 @@ pub enum Slowness {
     /// Handling one input (packet, stream request or reply) takes
     /// `per_input`; inputs are handled one at a time, in arrival order.
     Busy { per_input: Duration },
+    /// Every input is handled `delay` after it arrives.
+    Lag { delay: Duration },
 }
 
 impl Slowness {
@@ -44,6 +49,18 @@ impl Slowness {
             Slowness::Busy { per_input } => Some(*per_input),
             _ => None,
         }
+    }
+
+    /// The fixed delay of every input, for [`Slowness::Lag`].
+    pub(super) fn lag(&self) -> Option<Duration> {
+        match self {
+            Slowness::Lag { delay } => Some(*delay),
+            _ => None,
+        }
+    }
+
+    fn pauses(&self) -> bool {
+        matches!(self, Slowness::Periodic { .. } | Slowness::Random { .. })
     }
 }
 
@@ -66,7 +83,7 @@ impl Starvation {
                 let start = now + phase;
                 (start, start + pause.min(period))
             }
-            Slowness::Random { .. } | Slowness::Busy { .. } => (now, now),
+            _ => (now, now),
         };
         let mut s = Starvation { model, rng, window };
         if matches!(model, Slowness::Random { .. }) {
@@ -95,7 +112,7 @@ impl Starvation {
     /// If the node is paused at `t`, when it resumes. `t` must not go
     /// backwards between calls.
     pub(super) fn paused_until(&mut self, t: Duration) -> Option<Duration> {
-        if matches!(self.model, Slowness::Busy { .. }) {
+        if !self.model.pauses() {
             return None;
         }
         while self.window.1 <= t {
@@ -107,7 +124,7 @@ impl Starvation {
                     (start, start + len)
                 }
                 Slowness::Random { .. } => self.next_random(self.window.1),
-                Slowness::Busy { .. } => return None,
+                Slowness::Busy { .. } | Slowness::Lag { .. } => return None,
             };
             if self.window.1 == self.window.0 {
                 // A zero-length pause never holds the node.
