@@ -435,8 +435,10 @@ def test_force_leave_and_leave(agents, praetor_cmd):
     r = run([praetor_cmd, "serf", "leave", "-rpc-addr", b.rpc])
     assert (r.returncode, r.stdout) == (0, "Graceful leave complete\n")
     assert b.proc.wait(timeout=START_DEADLINE) == 0
-    wait_until(lambda: a.members().get("fb", {}).get("status") == "left", CONVERGE_DEADLINE,
-               what="fb to be left")
+    # The rest is serf to serf: normally "left"; on a loaded machine the
+    # leave broadcast can lose to the failure detector ("failed").
+    wait_until(lambda: a.members().get("fb", {}).get("status") in ("left", "failed"),
+               CONVERGE_DEADLINE, what="fb to be gone")
 
 
 def test_rpc_auth(agents, praetor_cmd):
