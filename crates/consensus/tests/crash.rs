@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 use common::*;
 use consensus::{Entry, StorageError, Wal};
 
+/// Segment size for the single-segment logs here: big enough for all their
+/// records, small enough that preallocating it at each of the thousands of
+/// opens costs nothing.
+const ONE_SEGMENT: u64 = 16 << 10;
+
 /// One segment holding three synced batches: 1..=12, 13..=18, 19..=24.
 struct Written {
     dir: tempfile::TempDir,
@@ -26,7 +31,7 @@ struct Written {
 
 fn written(batches: &[Vec<Entry>]) -> Written {
     let dir = scratch();
-    let mut wal = open(dir.path(), 1 << 20);
+    let mut wal = open(dir.path(), ONE_SEGMENT);
     for batch in batches {
         wal.append(batch).unwrap();
     }
@@ -40,8 +45,13 @@ fn written(batches: &[Vec<Entry>]) -> Written {
         at = end;
     }
     let segment = segment_files(dir.path()).pop().unwrap();
-    let bytes = fs::read(&segment).unwrap();
-    assert_eq!(bytes.len() as u64, at, "the file is laid out as documented");
+    let mut bytes = fs::read(&segment).unwrap();
+    assert_eq!(data_end(&bytes), at, "the file is laid out as documented");
+    assert!(
+        bytes[at as usize..].iter().all(|b| *b == 0),
+        "preallocated space is zero"
+    );
+    bytes.truncate(at as usize);
     Written {
         last_batch: batches.last().unwrap()[0].index,
         dir,
@@ -62,7 +72,7 @@ fn reopen_with(w: &Written, bytes: &[u8]) -> (tempfile::TempDir, Result<Wal, Sto
     copy_dir(w.dir.path(), dir.path());
     let name = w.segment.file_name().unwrap();
     fs::write(dir.path().join(name), bytes).unwrap();
-    let wal = Wal::open(dir.path(), options(1 << 20));
+    let wal = Wal::open(dir.path(), options(ONE_SEGMENT));
     (dir, wal)
 }
 
@@ -74,8 +84,13 @@ fn assert_prefix(w: &Written, wal: &Wal, kept: usize, what: &str) {
         w.spans[kept - 1].1
     };
     let name = w.segment.file_name().unwrap();
-    let len = fs::metadata(wal.dir().join(name)).unwrap().len();
-    assert_eq!(len, end, "{what}: the torn tail is cut off the file");
+    let on_disk = fs::read(wal.dir().join(name)).unwrap();
+    assert!(on_disk.len() as u64 >= end, "{what}");
+    assert_eq!(on_disk[..end as usize], w.bytes[..end as usize], "{what}");
+    assert!(
+        on_disk[end as usize..].iter().all(|b| *b == 0),
+        "{what}: the torn tail is gone from the file"
+    );
 }
 
 fn assert_corrupt_at(err: &StorageError, file: &Path, offset: u64, what: &str) {
@@ -101,17 +116,33 @@ fn cut_at_every_byte_of_the_last_records_keeps_every_complete_record() {
     let w = three_batches();
     // From the start of the second batch to the end of the file.
     let from = w.spans[12].0;
-    for cut in from..=w.bytes.len() as u64 {
-        let (_dir, wal) = reopen_with(&w, &w.bytes[..cut as usize]);
+    for (cut, preallocated) in (from..=w.bytes.len() as u64).flat_map(|c| [(c, false), (c, true)]) {
+        // The lost part is either missing (the file size did not reach the
+        // disk) or zeros (preallocated, or the size did but the data not).
+        let mut image = w.bytes[..cut as usize].to_vec();
+        if preallocated {
+            image.resize(w.bytes.len() + 4096, 0);
+        }
+        let (_dir, wal) = reopen_with(&w, &image);
         let mut wal = wal.unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
-        let kept = w.spans.iter().filter(|(_, end)| *end <= cut).count();
-        assert_prefix(&w, &wal, kept, &format!("cut at {cut}"));
+        // Zeros put back where zeros were (padding) restore the record.
+        let survives = |&&(_, end): &&(u64, u64)| {
+            end <= cut
+                || (preallocated && w.bytes[cut as usize..end as usize].iter().all(|b| *b == 0))
+        };
+        let kept = w.spans.iter().take_while(|s| survives(s)).count();
+        assert_prefix(
+            &w,
+            &wal,
+            kept,
+            &format!("cut at {cut}, preallocated {preallocated}"),
+        );
         // The log goes on from there, and the repair holds across a reopen.
         let next = kept as u64 + 1;
         wal.append(&[entry(next, 3)]).unwrap();
         let dir = wal.dir().to_path_buf();
         drop(wal);
-        let wal = open(&dir, 1 << 20);
+        let wal = open(&dir, ONE_SEGMENT);
         assert_eq!(wal.last_index(), Some(next), "cut at {cut}");
         assert_eq!(all(&wal).len(), kept + 1);
     }
@@ -261,22 +292,41 @@ fn a_segment_torn_while_created_is_deleted() {
     let header = {
         // A genuine header for the next segment, from a scratch log.
         let other = scratch();
-        let mut wal = open(other.path(), 1 << 20);
+        let mut wal = open(other.path(), ONE_SEGMENT);
         wal.append(&[entry(next, 9)]).unwrap();
         drop(wal);
         fs::read(segment_files(other.path()).pop().unwrap()).unwrap()[..32].to_vec()
     };
+    // A roll seals the current segment (cuts its preallocated rest) before
+    // it creates the next one.
+    let current = segment_files(dir.path()).pop().unwrap();
+    let seal = || {
+        let image = fs::read(&current).unwrap();
+        fs::write(&current, &image[..data_end(&image) as usize]).unwrap();
+    };
     let torn = dir.path().join(format!("{next:020}.wal"));
     for len in 0..32 {
+        seal();
         fs::write(&torn, &header[..len]).unwrap();
         let wal = open(dir.path(), 200);
         assert_eq!(all(&wal), written, "header cut at {len}");
         assert!(!torn.exists());
     }
-    // A bad header with more after it is not a torn creation.
+    // Preallocated: the header did not reach the disk, the reserved zeros did.
+    for len in [0, 10, 31] {
+        let mut image = header[..len].to_vec();
+        image.resize(4096, 0);
+        seal();
+        fs::write(&torn, &image).unwrap();
+        let wal = open(dir.path(), 200);
+        assert_eq!(all(&wal), written, "preallocated, header cut at {len}");
+        assert!(!torn.exists());
+    }
+    // A bad header with data after it is not a torn creation.
     let mut bad = header.clone();
     bad[20] ^= 1;
-    bad.extend_from_slice(&[0u8; 40]);
+    bad.extend_from_slice(&[0xab; 40]);
+    seal();
     fs::write(&torn, &bad).unwrap();
     let err = Wal::open(dir.path(), options(200)).unwrap_err();
     assert!(
@@ -289,7 +339,7 @@ fn a_segment_torn_while_created_is_deleted() {
 fn the_first_segment_torn_while_created_leaves_an_empty_log() {
     let dir = scratch();
     fs::write(dir.path().join(format!("{:020}.wal", 1)), b"PRAETW").unwrap();
-    let mut wal = open(dir.path(), 1 << 20);
+    let mut wal = open(dir.path(), ONE_SEGMENT);
     assert_eq!(wal.log_state().last, None);
     assert!(segment_files(dir.path()).is_empty());
     wal.append(&entries(1..=3, 1)).unwrap();

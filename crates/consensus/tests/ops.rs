@@ -7,7 +7,7 @@ use std::fs;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use consensus::{GroupCommit, LogId, LogState, StorageError, Wal};
+use consensus::{GroupCommit, LogId, LogState, StorageError, Wal, WalOptions};
 
 const SMALL: u64 = 256;
 
@@ -386,9 +386,13 @@ mod model {
         }
     }
 
-    fn run(ops: Vec<Op>) {
+    fn run(ops: Vec<Op>, preallocate: bool) {
+        let options = WalOptions {
+            segment_size: SEGMENT,
+            preallocate,
+        };
         let dir = scratch();
-        let mut wal = open(dir.path(), SEGMENT);
+        let mut wal = Wal::open(dir.path(), options).unwrap();
         let mut model = Model::default();
         for op in ops {
             match op {
@@ -403,33 +407,44 @@ mod model {
                 } => {
                     let new = model.new_entries(count, false);
                     let before = segment_files(dir.path()).pop();
-                    let before_len = before.as_ref().map(|f| fs::metadata(f).unwrap().len());
+                    let before_end = before.as_ref().map(|f| data_end(&fs::read(f).unwrap()));
                     wal.write(&new).unwrap();
                     drop(wal);
                     let after = segment_files(dir.path()).pop();
                     let mut survivors = new.len();
-                    if let (Some(b), Some(len)) = (&before, before_len) {
+                    if let (Some(b), Some(start)) = (&before, before_end) {
                         if Some(b) == after.as_ref() {
-                            let full = fs::metadata(b).unwrap().len();
-                            let cut = len + (full - len) * keep_per_mille / 1000;
-                            fs::OpenOptions::new()
-                                .write(true)
-                                .open(b)
-                                .unwrap()
-                                .set_len(cut)
-                                .unwrap();
-                            let mut end = len;
+                            let image = fs::read(b).unwrap();
+                            let full = data_end(&image);
+                            let cut = start + (full - start) * keep_per_mille / 1000;
+                            let zero_fill = keep_per_mille % 2 == 1;
+                            if zero_fill {
+                                let mut lost = image.clone();
+                                lost[cut as usize..full as usize].fill(0);
+                                fs::write(b, &lost).unwrap();
+                            } else {
+                                let file = fs::OpenOptions::new().write(true).open(b).unwrap();
+                                file.set_len(cut).unwrap();
+                            }
+                            // A record survives if it ends before the cut, or
+                            // if only zeros (its padding) were zeroed.
+                            let mut end = start;
                             survivors = 0;
                             for e in &new {
                                 end += record_size(e.payload.len());
-                                if end > cut {
+                                let intact = end <= cut
+                                    || (zero_fill
+                                        && image[cut as usize..end as usize]
+                                            .iter()
+                                            .all(|b| *b == 0));
+                                if !intact {
                                     break;
                                 }
                                 survivors += 1;
                             }
                         }
                     }
-                    wal = open(dir.path(), SEGMENT);
+                    wal = Wal::open(dir.path(), options).unwrap();
                     model.entries.extend(new.into_iter().take(survivors));
                 }
                 Op::Truncate { back } => {
@@ -459,13 +474,13 @@ mod model {
                 }
                 Op::Reopen => {
                     drop(wal);
-                    wal = open(dir.path(), SEGMENT);
+                    wal = Wal::open(dir.path(), options).unwrap();
                 }
             }
             model.check(&wal);
         }
         drop(wal);
-        let wal = open(dir.path(), SEGMENT);
+        let wal = Wal::open(dir.path(), options).unwrap();
         model.check(&wal);
     }
 
@@ -473,8 +488,11 @@ mod model {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn random_operations_match_the_model(ops in proptest::collection::vec(op(), 1..30)) {
-            run(ops);
+        fn random_operations_match_the_model(
+            ops in proptest::collection::vec(op(), 1..30),
+            preallocate in any::<bool>(),
+        ) {
+            run(ops, preallocate);
         }
     }
 }

@@ -49,7 +49,10 @@ impl Segment {
     /// Creates an empty segment starting at `base`: the header is written
     /// and synced, and so is the directory entry, before any record goes in.
     /// So a segment whose header is unreadable never held a durable record.
-    pub fn create(dir: &Path, base: u64) -> Result<Segment> {
+    ///
+    /// With `prealloc_to`, the file's blocks up to that size are reserved
+    /// (and read as zeros) before the sync.
+    pub fn create(dir: &Path, base: u64, prealloc_to: Option<u64>) -> Result<Segment> {
         let path = dir.join(Segment::file_name(base));
         let mut file = OpenOptions::new()
             .read(true)
@@ -59,6 +62,9 @@ impl Segment {
             .map_err(|e| StorageError::io("create", &path, e))?;
         file.write_all(&encode_segment_header(base))
             .map_err(|e| StorageError::io("write", &path, e))?;
+        if let Some(target) = prealloc_to {
+            preallocate(&file, &path, SEGMENT_HEADER_LEN as u64, target)?;
+        }
         file.sync_data()
             .map_err(|e| StorageError::io("fdatasync", &path, e))?;
         sync_dir(dir)?;
@@ -83,6 +89,38 @@ impl Segment {
             None => self.len,
         }
     }
+}
+
+/// Reserves the blocks of `file` from `from` up to `to` (extending its size
+/// to `to` if needed); the new space reads as zeros. A no-op where the file
+/// system or the platform cannot do it.
+pub(crate) fn preallocate(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(from),
+            libc::off_t::try_from(to - from),
+        ) else {
+            return Ok(());
+        };
+        // SAFETY: `file` owns the descriptor for the whole call, and
+        // fallocate reads no memory of ours.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                return Ok(());
+            }
+            return Err(StorageError::io("fallocate", path, err));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, path);
+    Ok(())
 }
 
 /// The terms of the log, kept as runs: Raft terms change rarely, so one pair

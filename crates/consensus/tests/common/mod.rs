@@ -54,7 +54,21 @@ pub fn record_size(payload: usize) -> u64 {
 pub const SEGMENT_HEADER: u64 = 32;
 
 pub fn options(segment_size: u64) -> WalOptions {
-    WalOptions { segment_size }
+    WalOptions {
+        segment_size,
+        preallocate: true, // the harder case: zeros after the end
+    }
+}
+
+/// End of the records in a segment image, found by walking the documented
+/// format (a valid record header is never all zeros: its CRC covers it).
+pub fn data_end(bytes: &[u8]) -> u64 {
+    let mut pos = SEGMENT_HEADER as usize;
+    while pos + 32 <= bytes.len() && bytes[pos..pos + 32].iter().any(|b| *b != 0) {
+        let len = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+        pos += record_size(len) as usize;
+    }
+    pos.min(bytes.len()) as u64
 }
 
 pub fn open(dir: &Path, segment_size: u64) -> Wal {
