@@ -66,13 +66,14 @@
 //! before creating the next one, so any invalid byte in them is corruption.
 //! In the last segment the scan stops at the first record that is short, has
 //! a bad length, a bad checksum or non-zero padding. If only zeros follow,
-//! that is the end of the log. Otherwise: a crash in the middle of a batch
-//! can tear any record of that batch (the page cache writes pages back in any
-//! order), but cannot touch anything synced before it, and nothing is written
-//! after a batch until that batch is synced. So the `durable` field settles
-//! it: if a valid record further on says the damaged index was already
-//! durable, the damage is corruption and `open` fails; otherwise it is a torn
-//! tail and the file is truncated at the damaged record (and synced). A last segment whose header is unreadable and
+//! that is the end of the log. Otherwise: a crash can tear any record
+//! written since the last sync (the page cache writes pages back in any
+//! order, so later records may survive an earlier torn one), but cannot touch
+//! anything synced. Each record's `durable` field says how much of the log
+//! had been synced when it was written, so it settles the question: if a
+//! valid record further on says the damaged index was already durable, the
+//! damage is corruption and `open` fails; otherwise it is a torn tail and the
+//! file is truncated at the damaged record (and synced). A last segment whose header is unreadable and
 //! that holds nothing but zeros after it was torn while being created
 //! (headers are synced before any record goes in) and is deleted.
 //!

@@ -240,9 +240,9 @@ pub(crate) fn scan(buf: &[u8], base: u64, terms: &mut Terms) -> Scan {
 
 /// Looks past a damaged spot at `from` (where record `expected` should be)
 /// for a valid record that was written after `expected` had been synced.
-/// Finding one proves the damage is not a torn write: a torn write can only
-/// hit records that were never reported durable, and nothing is written
-/// after an unsynced record's batch until that batch is synced.
+/// Finding one proves the damage is not a torn write: a crash only damages
+/// what was not yet synced, and a record's `durable` field claims only what
+/// had been synced when that record was written.
 ///
 /// Returns that record's offset and index.
 pub(crate) fn find_later_durable(buf: &[u8], from: usize, expected: u64) -> Option<(usize, u64)> {
