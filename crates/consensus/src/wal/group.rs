@@ -53,6 +53,10 @@ impl GroupCommit {
     ///
     /// If this returns `Err`, nothing was queued and `done` is dropped
     /// without being called.
+    ///
+    /// `done` runs on the sync thread: it must not wait for the log (call
+    /// [`GroupCommit::append`] or [`GroupCommit::flush`], or drop the last
+    /// handle), or that thread would wait for itself.
     pub fn append_async<F>(&self, entries: &[Entry], done: F) -> Result<()>
     where
         F: FnOnce(Result<()>) + Send + 'static,
