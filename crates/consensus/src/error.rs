@@ -1,10 +1,10 @@
-//! The one error type of Praetor's Raft storage.
+//! The error type of Praetor's Raft storage.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What went wrong in the log or the metadata files.
+/// What went wrong in the log, the metadata files or the snapshot file.
 ///
 /// Errors are `Clone` (the IO error is shared) so that one failed `fdatasync`
 /// can be reported to every appender whose batch it covered.
@@ -39,6 +39,11 @@ pub enum StorageError {
     /// are replaced atomically, so this is damage, not a torn write.
     #[error("corrupt metadata file {}: {reason}", path.display())]
     CorruptMeta { path: PathBuf, reason: String },
+
+    /// A snapshot file failed its checks. Snapshot files are replaced
+    /// atomically, so this is damage, not a torn write.
+    #[error("corrupt snapshot file {}: {reason}", path.display())]
+    CorruptSnapshot { path: PathBuf, reason: String },
 
     /// An append did not continue the log: Raft indexes must be consecutive
     /// and terms must not go down. Nothing was written.

@@ -6,16 +6,35 @@
 //! - [`meta`]: the vote and the committed log id, each a small file replaced
 //!   atomically (temp file, fsync, rename, fsync of the directory).
 //!
-//! The API is shaped after openraft's `RaftLogStorage` (append with a
-//! completion once durable, read a range, log state, truncate after, purge,
-//! save and read the vote) so that wiring openraft on top is a thin adapter.
+//! - [`RaftNode`]: openraft (pinned, see `Cargo.toml`) over that log, the
+//!   vote files and a state machine that applies each committed
+//!   [`state::Command`] to a [`state::Store`] at its log index, with
+//!   snapshots in a file. A server keeps all of it on disk; the dev agent
+//!   runs the same write path with the log in memory.
+//!
+//! openraft's types stay inside this crate (one concrete configuration,
+//! private), so its API churn is absorbed here: other crates see
+//! [`RaftNode`], `state` types and integers.
 
+mod codec;
+#[cfg(test)]
+mod conformance;
 pub mod error;
+mod log_store;
+mod mem_log;
 pub mod meta;
+mod network;
+mod node;
+mod snapshot_file;
+mod state_machine;
+mod types;
 pub mod wal;
 
+pub use codec::CodecError;
 pub use error::{Result, StorageError};
 pub use meta::{Meta, Vote};
+pub use node::{Leader, NodeError, RaftNode, RaftOptions, RaftStatus, Role, WriteError, Written};
+pub use types::ServerNode;
 pub use wal::{Entry, GroupCommit, LogState, Wal, WalOptions};
 
 /// A Raft log id: the term of the leader that created the entry and its index.

@@ -1,0 +1,374 @@
+//! A Raft server in this process: openraft driving our log and our state
+//! machine, behind an API with no openraft types in it.
+//!
+//! Writes go in as [`Command`]s ([`RaftNode::write`]) and come back with
+//! their index and [`Outcome`] once applied; reads go straight to the
+//! [`Store`] ([`RaftNode::store`]). A server keeps its log, vote and
+//! snapshot under one directory ([`RaftNode::open`]); the dev agent keeps
+//! everything in memory ([`RaftNode::in_memory`]) but writes through the
+//! same path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{ClientWriteError, ForwardToLeader, InitializeError, RaftError};
+use openraft::metrics::WaitError;
+use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
+use state::{Command, Index, Outcome, ReleasedLock, Store};
+
+use crate::error::StorageError;
+use crate::log_store::LogStore;
+use crate::mem_log::MemLog;
+use crate::network::NoTransport;
+use crate::state_machine::StateMachine;
+use crate::types::{Request, Response, ServerNode, TypeConfig};
+use crate::wal::WalOptions;
+
+/// How a Raft server behaves; the defaults are Consul's (with
+/// `raft_multiplier = 1`, which Consul recommends for production).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftOptions {
+    /// How often the leader sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A follower that hears from no leader for a random time between this
+    /// and twice this starts an election.
+    pub election_timeout: Duration,
+    /// Consul's `raft_snapshot_threshold`: a snapshot is taken once this
+    /// many entries were applied since the last one. `0`: only on demand
+    /// ([`RaftNode::snapshot`]).
+    pub snapshot_threshold: u64,
+    /// Consul's `raft_trailing_logs`: entries kept in the log behind a
+    /// snapshot, so a follower a little behind catches up from the log
+    /// rather than from a whole snapshot.
+    pub trailing_logs: u64,
+    /// The log's file layout.
+    pub wal: WalOptions,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        RaftOptions {
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_threshold: 16384,
+            trailing_logs: 10240,
+            wal: WalOptions::default(),
+        }
+    }
+}
+
+impl RaftOptions {
+    fn to_openraft(&self) -> Result<openraft::Config, NodeError> {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let election = millis(self.election_timeout);
+        let config = openraft::Config {
+            cluster_name: "praetor".to_string(),
+            heartbeat_interval: millis(self.heartbeat_interval),
+            election_timeout_min: election,
+            election_timeout_max: election.saturating_mul(2),
+            snapshot_policy: match self.snapshot_threshold {
+                0 => SnapshotPolicy::Never,
+                n => SnapshotPolicy::LogsSinceLast(n),
+            },
+            max_in_snapshot_log_to_keep: self.trailing_logs,
+            // The state machine is rebuilt from a snapshot and the log on
+            // restart, and the committed id on disk may lag: a restarted
+            // leader must win an election (and commit an entry of its new
+            // term) before it serves, or it could answer from a stale
+            // state.
+            enable_leader_restore: Some(false),
+            ..openraft::Config::default()
+        };
+        config
+            .validate()
+            .map_err(|e| NodeError::Options(e.to_string()))
+    }
+}
+
+/// Why a Raft server could not start or do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("invalid raft options: {0}")]
+    Options(String),
+    /// Raft stopped: a storage failure (the log must be reopened) or a
+    /// shutdown.
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+    #[error("cannot bootstrap the cluster: {0}")]
+    Bootstrap(String),
+    #[error("timed out after {waited:?} waiting for {what}")]
+    Timeout { waited: Duration, what: String },
+}
+
+/// Why a write was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// This server is not the leader; nothing was written. `leader` is the
+    /// current leader if known, to forward the write to.
+    #[error("not the leader")]
+    NotLeader { leader: Option<Leader> },
+    /// The entry was appended, then leadership moved before it committed:
+    /// it may or may not take effect.
+    #[error("leadership lost while committing log")]
+    LeadershipLost { leader: Option<Leader> },
+    /// Raft stopped (a storage failure or a shutdown).
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+    /// Raft answered a write in a way it never should.
+    #[error("unexpected raft answer: {0}")]
+    Unexpected(String),
+}
+
+/// A server known to be the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub id: u64,
+    /// Its server RPC address, if membership knows it.
+    pub addr: Option<String>,
+}
+
+/// A write that was committed and applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The entry's log index: the `ModifyIndex` of what it changed.
+    pub index: Index,
+    pub outcome: Outcome,
+    /// Locks given up by destroyed sessions, for lock delays.
+    pub released: Vec<ReleasedLock>,
+}
+
+/// A server's part in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Candidate,
+    Follower,
+    /// Receives the log but does not vote.
+    Learner,
+    Shutdown,
+}
+
+/// Where a Raft server is, from its metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftStatus {
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    /// The last index the current snapshot covers.
+    pub snapshot: Option<u64>,
+    /// The last index removed from the log.
+    pub purged: Option<u64>,
+}
+
+impl RaftStatus {
+    fn from_metrics(m: &RaftMetrics<TypeConfig>) -> RaftStatus {
+        RaftStatus {
+            role: match m.state {
+                ServerState::Leader => Role::Leader,
+                ServerState::Candidate => Role::Candidate,
+                ServerState::Follower => Role::Follower,
+                ServerState::Learner => Role::Learner,
+                ServerState::Shutdown => Role::Shutdown,
+            },
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed: m.local_committed.map(|id| id.index),
+            applied: m.last_applied.map(|id| id.index),
+            snapshot: m.snapshot.map(|id| id.index),
+            purged: m.purged.map(|id| id.index),
+        }
+    }
+}
+
+/// One Raft server running in this process.
+pub struct RaftNode {
+    id: u64,
+    node: ServerNode,
+    raft: openraft::Raft<TypeConfig, StateMachine>,
+    store: Arc<Store>,
+}
+
+impl RaftNode {
+    /// Starts server `id` (reached at `node`) on the data in `dir`:
+    /// `dir/log` (the log), `dir/meta` (vote, committed),
+    /// `dir/snapshots`. Created if missing; otherwise the state is rebuilt
+    /// from the last snapshot and the log.
+    pub async fn open(
+        id: u64,
+        node: ServerNode,
+        dir: &Path,
+        options: RaftOptions,
+    ) -> Result<RaftNode, NodeError> {
+        let dir = dir.to_path_buf();
+        let wal = options.wal;
+        let (log, state_machine) =
+            tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+                let log = LogStore::open(&dir.join("log"), &dir.join("meta"), wal)?;
+                let state_machine = StateMachine::open(Some(dir.join("snapshots")))?;
+                Ok((log, state_machine))
+            })
+            .await
+            .map_err(|e| NodeError::Stopped(e.to_string()))??;
+        let config = options.to_openraft()?;
+        let store = Arc::clone(state_machine.store());
+        let raft = openraft::Raft::new(id, Arc::new(config), NoTransport, log, state_machine)
+            .await
+            .map_err(|e| NodeError::Stopped(e.to_string()))?;
+        Ok(RaftNode {
+            id,
+            node,
+            raft,
+            store,
+        })
+    }
+
+    /// Starts server `id` with its log and snapshots in memory (the dev
+    /// agent): nothing survives the process.
+    pub async fn in_memory(id: u64, options: RaftOptions) -> Result<RaftNode, NodeError> {
+        let config = options.to_openraft()?;
+        let state_machine = StateMachine::open(None::<PathBuf>)?;
+        let store = Arc::clone(state_machine.store());
+        let raft = openraft::Raft::new(
+            id,
+            Arc::new(config),
+            NoTransport,
+            MemLog::default(),
+            state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Stopped(e.to_string()))?;
+        Ok(RaftNode {
+            id,
+            node: ServerNode::default(),
+            raft,
+            store,
+        })
+    }
+
+    /// This server's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The state store the log is applied to. Reads take a snapshot of it
+    /// and never wait for Raft.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Makes a new cluster with this server as its only voter (Consul's
+    /// `-bootstrap`). Returns `false`, changing nothing, if this server
+    /// already has a log or a vote.
+    pub async fn bootstrap(&self) -> Result<bool, NodeError> {
+        let members = BTreeMap::from([(self.id, self.node.clone())]);
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(e) => Err(NodeError::Bootstrap(e.to_string())),
+        }
+    }
+
+    /// Replicates `command`, waits until it is committed and applied, and
+    /// returns its index and outcome.
+    pub async fn write(&self, command: Command) -> Result<Written, WriteError> {
+        let leader = |f: ForwardToLeader<TypeConfig>| {
+            f.leader_id.map(|id| Leader {
+                id,
+                addr: f.leader_node.map(|n| n.addr),
+            })
+        };
+        match self.raft.client_write(Request(command)).await {
+            Ok(answer) => match answer.data {
+                Response::Applied { outcome, released } => Ok(Written {
+                    index: answer.log_id.index,
+                    outcome,
+                    released,
+                }),
+                Response::Nothing => Err(WriteError::Unexpected(format!(
+                    "entry {} applied without an outcome",
+                    answer.log_id.index
+                ))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: leader(f) })
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(WriteError::LeadershipLost { leader: leader(f) })
+            }
+            Err(RaftError::APIError(e)) => Err(WriteError::Unexpected(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(WriteError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Where this server is now.
+    pub fn status(&self) -> RaftStatus {
+        use openraft::async_runtime::watch::WatchReceiver;
+        RaftStatus::from_metrics(&self.raft.metrics().borrow_watched())
+    }
+
+    /// Waits up to `timeout` until `done` holds for this server's status.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&RaftStatus) -> bool + Send + Sync,
+    ) -> Result<RaftStatus, NodeError> {
+        let metrics = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| done(&RaftStatus::from_metrics(m)), what)
+            .await
+            .map_err(|e| match e {
+                WaitError::Timeout(waited, _) => NodeError::Timeout {
+                    waited,
+                    what: what.to_string(),
+                },
+                WaitError::ShuttingDown => NodeError::Stopped(e.to_string()),
+            })?;
+        Ok(RaftStatus::from_metrics(&metrics))
+    }
+
+    /// Waits up to `timeout` for a leader to be known; returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, NodeError> {
+        let status = self
+            .wait_until(timeout, "a leader", |s| s.leader.is_some())
+            .await?;
+        status.leader.ok_or_else(|| NodeError::Timeout {
+            waited: timeout,
+            what: "a leader".to_string(),
+        })
+    }
+
+    /// Takes a snapshot of everything applied so far and waits up to
+    /// `timeout` for it to be on disk; returns the last index it covers.
+    /// Log entries more than `trailing_logs` behind it are then purged.
+    pub async fn snapshot(&self, timeout: Duration) -> Result<Option<u64>, NodeError> {
+        let applied = self.status().applied;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| NodeError::Stopped(e.to_string()))?;
+        let status = self
+            .wait_until(timeout, "the snapshot", |s| s.snapshot >= applied)
+            .await?;
+        Ok(status.snapshot)
+    }
+
+    /// Stops Raft and waits for its tasks; the log and state machine are
+    /// closed once every handle is dropped.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| NodeError::Stopped(e.to_string()))
+    }
+}
