@@ -30,9 +30,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for OnDisk {
             segment_size: self.segment_size,
             ..WalOptions::default()
         };
-        let log = LogStore::open(&dir.path().join("log"), &dir.path().join("meta"), options)
+        let (log, _) = LogStore::open(&dir.path().join("log"), &dir.path().join("meta"), options)
             .map_err(setup_error)?;
-        let state_machine =
+        let (state_machine, _) =
             StateMachine::open(Some(dir.path().join("snapshots"))).map_err(setup_error)?;
         Ok((dir, log, state_machine))
     }
@@ -42,7 +42,7 @@ struct InMemory;
 
 impl StoreBuilder<TypeConfig, MemLog, StateMachine> for InMemory {
     async fn build(&self) -> Result<((), MemLog, StateMachine), StorageError<TypeConfig>> {
-        let state_machine = StateMachine::open(None).map_err(setup_error)?;
+        let (state_machine, _) = StateMachine::open(None).map_err(setup_error)?;
         Ok(((), MemLog::default(), state_machine))
     }
 }

@@ -40,6 +40,11 @@ pub enum StorageError {
     #[error("corrupt metadata file {}: {reason}", path.display())]
     CorruptMeta { path: PathBuf, reason: String },
 
+    /// Another process (or another open log in this one) holds the data
+    /// directory. Two Raft servers on one log would destroy it.
+    #[error("{} is locked: another server is using this data directory", path.display())]
+    Locked { path: PathBuf },
+
     /// A snapshot file failed its checks. Snapshot files are replaced
     /// atomically, so this is damage, not a torn write.
     #[error("corrupt snapshot file {}: {reason}", path.display())]

@@ -16,6 +16,7 @@
 //! private), so its API churn is absorbed here: other crates see
 //! [`RaftNode`], `state` types and integers.
 
+mod closing;
 mod codec;
 #[cfg(test)]
 mod conformance;

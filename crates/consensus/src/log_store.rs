@@ -20,8 +20,12 @@
 //!
 //! Calls that fsync run on tokio's blocking pool, so the Raft core task
 //! never waits on the disk itself.
+//!
+//! The metadata directory holds a `LOCK` file, locked (`flock`) while the
+//! store is open: a second server on the same directory is refused.
 
 use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -32,6 +36,7 @@ use std::time::Duration;
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 
+use crate::closing::{self, Closed, OpenGuard};
 use crate::codec::{decode_entry, encode_entry};
 use crate::error::StorageError;
 use crate::meta::Meta;
@@ -58,24 +63,30 @@ struct Inner {
     /// while a file is being replaced.
     vote: Mutex<Option<RaftVote>>,
     committed: CommittedWriter,
+    /// Dropped last, once the committed writer has finished.
+    _open: OpenGuard,
 }
 
 struct Disk {
     wal: GroupCommit,
     meta: Mutex<Meta>,
+    /// Holds the directory lock until the last handle is gone.
+    _lock: File,
 }
 
 impl LogStore {
     /// Opens the log in `log_dir` and the vote/committed files in
     /// `meta_dir` (creating both if needed), recovering the log as
-    /// [`Wal::open`] describes.
+    /// [`Wal::open`] describes. Also returns what resolves once the last
+    /// handle is dropped and every file is closed.
     pub(crate) fn open(
         log_dir: &Path,
         meta_dir: &Path,
         options: WalOptions,
-    ) -> Result<LogStore, StorageError> {
-        let wal = Wal::open(log_dir, options)?;
+    ) -> Result<(LogStore, Closed), StorageError> {
         let meta = Meta::open(meta_dir)?;
+        let lock = lock_dir(meta_dir)?;
+        let wal = Wal::open(log_dir, options)?;
         let vote = match meta.vote() {
             Some(vote) => Some(
                 from_meta_vote(vote).ok_or_else(|| StorageError::CorruptMeta {
@@ -89,20 +100,47 @@ impl LogStore {
         let disk = Arc::new(Disk {
             wal: GroupCommit::new(wal)?,
             meta: Mutex::new(meta),
+            _lock: lock,
         });
         let committed = CommittedWriter::start(Arc::clone(&disk), committed, meta_dir)?;
-        Ok(LogStore {
+        let (open, closed) = closing::guard();
+        let store = LogStore {
             inner: Arc::new(Inner {
                 disk,
                 vote: Mutex::new(vote),
                 committed,
+                _open: open,
             }),
-        })
+        };
+        Ok((store, closed))
     }
 
     fn disk(&self) -> Arc<Disk> {
         Arc::clone(&self.inner.disk)
     }
+}
+
+/// Locks `dir/LOCK` for this process, or fails if someone else holds it.
+fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io("open", &path, e))?;
+    // SAFETY: `file` owns the descriptor for the whole call; flock reads no
+    // memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::WouldBlock {
+            return Err(StorageError::Locked { path });
+        }
+        return Err(StorageError::io("lock", &path, err));
+    }
+    Ok(file)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -312,5 +350,24 @@ fn write_committed(disk: &Disk, shared: &(Mutex<CommittedSlot>, Condvar)) {
         let _wait = wake
             .wait_timeout_while(guard, COMMITTED_INTERVAL, |s| !s.stop)
             .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, meta) = (dir.path().join("log"), dir.path().join("meta"));
+        let (first, closed) = LogStore::open(&log, &meta, WalOptions::default()).unwrap();
+        assert!(matches!(
+            LogStore::open(&log, &meta, WalOptions::default()),
+            Err(StorageError::Locked { .. })
+        ));
+        drop(first);
+        drop(closed);
+        LogStore::open(&log, &meta, WalOptions::default()).unwrap();
     }
 }

@@ -18,6 +18,7 @@ use openraft::metrics::WaitError;
 use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
 use state::{Command, Index, Outcome, ReleasedLock, Store};
 
+use crate::closing::Closed;
 use crate::error::StorageError;
 use crate::log_store::LogStore;
 use crate::mem_log::MemLog;
@@ -194,7 +195,12 @@ pub struct RaftNode {
     node: ServerNode,
     raft: openraft::Raft<TypeConfig, StateMachine>,
     store: Arc<Store>,
+    /// Resolve once openraft's tasks have let go of the storage.
+    closed: std::sync::Mutex<Vec<Closed>>,
 }
+
+/// How long [`RaftNode::shutdown`] waits for the storage to close.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl RaftNode {
     /// Starts server `id` (reached at `node`) on the data in `dir`:
@@ -209,7 +215,7 @@ impl RaftNode {
     ) -> Result<RaftNode, NodeError> {
         let dir = dir.to_path_buf();
         let wal = options.wal;
-        let (log, state_machine) =
+        let ((log, log_closed), (state_machine, sm_closed)) =
             tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
                 let log = LogStore::open(&dir.join("log"), &dir.join("meta"), wal)?;
                 let state_machine = StateMachine::open(Some(dir.join("snapshots")))?;
@@ -227,6 +233,7 @@ impl RaftNode {
             node,
             raft,
             store,
+            closed: std::sync::Mutex::new(vec![log_closed, sm_closed]),
         })
     }
 
@@ -234,7 +241,7 @@ impl RaftNode {
     /// agent): nothing survives the process.
     pub async fn in_memory(id: u64, options: RaftOptions) -> Result<RaftNode, NodeError> {
         let config = options.to_openraft()?;
-        let state_machine = StateMachine::open(None::<PathBuf>)?;
+        let (state_machine, closed) = StateMachine::open(None::<PathBuf>)?;
         let store = Arc::clone(state_machine.store());
         let raft = openraft::Raft::new(
             id,
@@ -250,6 +257,7 @@ impl RaftNode {
             node: ServerNode::default(),
             raft,
             store,
+            closed: std::sync::Mutex::new(vec![closed]),
         })
     }
 
@@ -348,27 +356,51 @@ impl RaftNode {
     }
 
     /// Takes a snapshot of everything applied so far and waits up to
-    /// `timeout` for it to be on disk; returns the last index it covers.
-    /// Log entries more than `trailing_logs` behind it are then purged.
+    /// `timeout` for it to be on disk; returns the last index it covers
+    /// (`None` if nothing was ever applied). Log entries more than
+    /// `trailing_logs` behind it are then purged.
     pub async fn snapshot(&self, timeout: Duration) -> Result<Option<u64>, NodeError> {
-        let applied = self.status().applied;
+        // Metrics trail the state machine a little; the store does not.
+        // Everything applied by now is applied before the snapshot is
+        // built (the state machine takes its requests in order).
+        let target = match (self.status().applied, self.store.index()) {
+            (None, 0) => return Ok(None),
+            (applied, stored) => applied.unwrap_or(0).max(stored),
+        };
         self.raft
             .trigger()
             .snapshot()
             .await
             .map_err(|e| NodeError::Stopped(e.to_string()))?;
         let status = self
-            .wait_until(timeout, "the snapshot", |s| s.snapshot >= applied)
+            .wait_until(timeout, "the snapshot", |s| {
+                s.snapshot.is_some_and(|i| i >= target)
+            })
             .await?;
         Ok(status.snapshot)
     }
 
-    /// Stops Raft and waits for its tasks; the log and state machine are
-    /// closed once every handle is dropped.
+    /// Stops Raft and waits until its log and state machine are closed
+    /// (files synced and released), so the directory can be opened again.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         self.raft
             .shutdown()
             .await
-            .map_err(|e| NodeError::Stopped(e.to_string()))
+            .map_err(|e| NodeError::Stopped(e.to_string()))?;
+        let closed = std::mem::take(
+            &mut *self
+                .closed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for storage in closed {
+            tokio::time::timeout(CLOSE_TIMEOUT, storage.wait())
+                .await
+                .map_err(|_| NodeError::Timeout {
+                    waited: CLOSE_TIMEOUT,
+                    what: "the log and state machine to close".to_string(),
+                })?;
+        }
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use state::Store;
 
+use crate::closing::{self, Closed, OpenGuard};
 use crate::error::StorageError;
 use crate::snapshot_file;
 use crate::types::{
@@ -42,14 +43,18 @@ pub(crate) struct StateMachine {
 
 impl StateMachine {
     /// A state machine over a new, empty store, keeping its snapshot in
-    /// `dir` (created if needed), or in memory for `None`.
-    pub(crate) fn open(dir: Option<PathBuf>) -> Result<StateMachine, StorageError> {
-        Ok(StateMachine {
+    /// `dir` (created if needed), or in memory for `None`. Also returns what
+    /// resolves once the state machine and every snapshot build started
+    /// from it are gone.
+    pub(crate) fn open(dir: Option<PathBuf>) -> Result<(StateMachine, Closed), StorageError> {
+        let (open, closed) = closing::guard();
+        let state_machine = StateMachine {
             store: Arc::new(Store::new()),
             applied: None,
             membership: StoredMembership::default(),
-            snapshots: Arc::new(Snapshots::open(dir)?),
-        })
+            snapshots: Arc::new(Snapshots::open(dir, open)?),
+        };
+        Ok((state_machine, closed))
     }
 
     /// The store this state machine applies to; reads go straight to it.
@@ -186,10 +191,11 @@ struct Snapshots {
     /// its bytes. Held while a snapshot is written, so a build that
     /// finishes late cannot replace a newer one that was installed.
     current: Mutex<Option<(SnapshotMeta, Option<SnapshotData>)>>,
+    _open: OpenGuard,
 }
 
 impl Snapshots {
-    fn open(dir: Option<PathBuf>) -> Result<Snapshots, StorageError> {
+    fn open(dir: Option<PathBuf>, open: OpenGuard) -> Result<Snapshots, StorageError> {
         let mut current = None;
         if let Some(dir) = &dir {
             std::fs::create_dir_all(dir).map_err(|e| StorageError::io("create dir", dir, e))?;
@@ -199,6 +205,7 @@ impl Snapshots {
         Ok(Snapshots {
             dir,
             current: Mutex::new(current),
+            _open: open,
         })
     }
 
