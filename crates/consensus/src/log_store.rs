@@ -370,4 +370,20 @@ mod tests {
         drop(closed);
         LogStore::open(&log, &meta, WalOptions::default()).unwrap();
     }
+
+    #[tokio::test]
+    async fn the_last_committed_id_is_on_disk_once_the_store_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, meta) = (dir.path().join("log"), dir.path().join("meta"));
+        let (mut store, closed) = LogStore::open(&log, &meta, WalOptions::default()).unwrap();
+        for index in 1..=50 {
+            let id = to_raft_log_id(LogId { term: 1, index });
+            store.save_committed(Some(id)).await.unwrap();
+        }
+        drop(store);
+        closed.wait().await;
+        let (mut store, _) = LogStore::open(&log, &meta, WalOptions::default()).unwrap();
+        let want = to_raft_log_id(LogId { term: 1, index: 50 });
+        assert_eq!(store.read_committed().await.unwrap(), Some(want));
+    }
 }

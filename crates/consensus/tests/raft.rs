@@ -99,6 +99,9 @@ async fn writes_apply_at_their_log_index_and_survive_a_restart() {
     let node = RaftNode::open(1, node_addr(), dir.path(), options())
         .await
         .unwrap();
+    // The committed log id was saved, so the log is re-applied up to it
+    // while the server opens, before any election.
+    assert_eq!(node.store().index(), won.index);
     assert!(
         !node.bootstrap().await.unwrap(),
         "a server with a log is not bootstrapped again"
