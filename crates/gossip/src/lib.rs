@@ -8,7 +8,10 @@
 //! The protocol core [`Memberlist`] (in [`swim`]) is sans-IO: it never
 //! touches a socket, a clock or the system's entropy, so one process can
 //! run thousands of nodes on virtual time. Its parts have their own
-//! modules: [`awareness`], [`suspicion`], [`broadcast`].
+//! modules: [`awareness`], [`suspicion`], [`broadcast`]. [`sim`] runs
+//! thousands of cores in one process on virtual time, over a network with
+//! latency, loss, partitions, crashes and starved nodes, replayable from a
+//! seed.
 //!
 //! The tokio shell [`shell`] puts the core on real sockets and timers: one
 //! task owns it, [`shell::GossipHandle`] talks to that task.

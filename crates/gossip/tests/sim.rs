@@ -55,7 +55,7 @@ fn a_killed_node_is_declared_dead_by_every_other_node() {
     let victim = 17;
     let since = sim.elapsed();
     sim.kill(victim);
-    let took = sim.run_until(|s| s.none_see_alive(victim), 60 * SECOND);
+    let took = sim.time_all_see(victim, false, 60 * SECOND);
     println!("{n} nodes: node {victim} declared dead by all after {took:?}");
     assert!(
         took.is_some(),

@@ -824,6 +824,17 @@ impl Sim {
         self.obs.views.seen_by(subject) == 0
     }
 
+    /// Runs until every live node holds `subject` alive (`alive`), or no
+    /// live node does (`!alive`); returns how long that took, or `None`
+    /// after `max`.
+    pub fn time_all_see(&mut self, subject: usize, alive: bool, max: Duration) -> Option<Duration> {
+        if alive {
+            self.run_until(|s| s.all_see_alive(subject), max)
+        } else {
+            self.run_until(|s| s.none_see_alive(subject), max)
+        }
+    }
+
     /// Every live node holds exactly the live nodes alive (or suspect),
     /// per the delegate callbacks. Constant time.
     pub fn converged(&self) -> bool {
