@@ -1,7 +1,7 @@
 //! memberlist messages: a type byte followed by a msgpack map shaped like
 //! the Go struct (keys are field names, sorted; omitempty fields dropped).
 
-use crate::msgpack::{Reader, Writer};
+use crate::msgpack::{fields, Reader, Writer};
 use crate::CodecError;
 
 /// Deepest nesting of compound / hasCrc wrappers `decode` accepts.
@@ -513,20 +513,6 @@ fn decode_depth(buf: &[u8], depth: usize) -> Result<Message, CodecError> {
             Message::HasCrc(Box::new(decode_depth(inner, depth + 1)?))
         }
     })
-}
-
-/// Walks a struct-shaped map, handing each key to `f`, which must consume
-/// exactly one value.
-fn fields<'a>(
-    r: &mut Reader<'a>,
-    mut f: impl FnMut(&[u8], &mut Reader<'a>) -> Result<(), CodecError>,
-) -> Result<(), CodecError> {
-    let n = r.map_len()?;
-    for _ in 0..n {
-        let k = r.raw()?;
-        f(k, r)?;
-    }
-    Ok(())
 }
 
 fn decode_ping(r: &mut Reader<'_>) -> Result<Ping, CodecError> {

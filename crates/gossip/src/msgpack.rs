@@ -316,6 +316,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Walks a map shaped like a Go struct, handing each key to `f`, which must
+/// consume exactly one value (unknown keys: `Reader::skip_value`).
+pub fn fields<'a>(
+    r: &mut Reader<'a>,
+    mut f: impl FnMut(&[u8], &mut Reader<'a>) -> Result<(), CodecError>,
+) -> Result<(), CodecError> {
+    let n = r.map_len()?;
+    for _ in 0..n {
+        let k = r.raw()?;
+        f(k, r)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! omitted). Decoding is lenient the way Go's is: unknown keys are skipped,
 //! missing ones take zero values.
 
-use gossip::msgpack::{Reader, Writer};
+use gossip::msgpack::{fields, Reader, Writer};
 use gossip::CodecError;
 
 use crate::clock::LamportTime;
@@ -393,20 +393,6 @@ fn encode_push_pull(p: &PushPull) -> Vec<u8> {
         w.uint(*t);
     }
     w.into_inner()
-}
-
-/// Walks a struct-shaped map, handing each key to `f`, which must consume
-/// exactly one value.
-fn fields<'a>(
-    r: &mut Reader<'a>,
-    mut f: impl FnMut(&[u8], &mut Reader<'a>) -> Result<(), CodecError>,
-) -> Result<(), CodecError> {
-    let n = r.map_len()?;
-    for _ in 0..n {
-        let k = r.raw()?;
-        f(k, r)?;
-    }
-    Ok(())
 }
 
 /// Elements of an array, bounded by the bytes left (each takes at least one).
