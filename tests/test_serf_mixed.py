@@ -15,7 +15,7 @@ RetransmitMult * ceil(log10(n + 1)) peers (4 here, lan profile), so now and
 then a node misses a user event on the first pass (measured with serf agents
 alone as with praetor ones) and gets it only from the next push-pull
 exchange, which Serf runs every 30 s (lan). Queries have no second pass. So
-event deadlines cover one push-pull period, and the query and key commands
+event deadlines cover push-pull's timing, and the query and key commands
 are retried a few times before the test gives up (`_until_complete`).
 
 Serf is the reference peer (DESIGN.md, "Real peers"): without it the tests
@@ -44,7 +44,11 @@ SERF = shutil.which("serf")
 PROFILE = "lan"  # local would detect failures sooner, but sends each broadcast to 2 peers, not 4
 START_DEADLINE = 10.0  # an agent answers RPC within this
 CONVERGE_DEADLINE = 20.0  # everyone sees a join, a tag change, a graceful leave
-EVENT_DEADLINE = 40.0  # one lan push-pull period (30 s) plus slack: see the module doc
+# A node that missed an event's gossip gets it from the next push-pull it
+# takes part in. Its own come every 30 s (lan), but the first one after an
+# agent starts waits a random stagger of up to 30 s more: 60 s for the
+# agents started during the module (s4, p4), plus slack.
+EVENT_DEADLINE = 65.0
 FAIL_DEADLINE = 45.0  # lan: suspicion lasts 4-24 s after the first failed probe
 RTT_DEADLINE = 40.0  # coordinates need a few probe rounds to settle
 # A graceful leave is normally seen as left within a few gossip rounds. If a
@@ -499,13 +503,14 @@ def test_keys_rotate_from_either_side(cluster):
 
 # ---------------------------------------------------- failures and leaves
 
-def test_kill_is_failed_and_leave_is_left_everywhere(cluster):
+def test_leave_is_left_and_kill_is_failed_everywhere(cluster):
+    # The leaves come first, while most of the cluster is up. Serf gossips
+    # to members that died or left in the last 30 s too (memberlist's
+    # GossipToTheDeadTime), so a leaver whose peers are mostly gone sends
+    # most of its few copies of the leave intent to nobody. If none reaches
+    # a live member, the leaver ends as failed for good, in praetor as in
+    # serf (seen in this test when the kills came first).
     gone: dict[str, str] = {}
-    for name in ("p3", "s3"):
-        cluster.get(name).kill9()
-        gone[name] = "failed"
-    for name in ("p3", "s3"):
-        cluster.wait_status(name, "failed", FAIL_DEADLINE)  # on the six still running
     # A graceful leave asked over RPC, by the other kind's CLI.
     for name, tool in (("p2", "serf"), ("s4", "praetor")):
         node = cluster.get(name)
@@ -513,13 +518,18 @@ def test_kill_is_failed_and_leave_is_left_everywhere(cluster):
         assert node.proc is not None and node.proc.wait(timeout=START_DEADLINE) == 0, node
         gone[name] = "left"
     for name in ("p2", "s4"):
-        cluster.wait_status(name, "left", LEAVE_DEADLINE)  # on the four still running
+        cluster.wait_status(name, "left", LEAVE_DEADLINE)  # on the six still running
     # SIGINT: the agent leaves, then exits 0.
     for name in ("s2", "p4"):
         assert cluster.get(name).interrupt() == 0, cluster.get(name).log()
         gone[name] = "left"
     for name in ("s2", "p4"):
-        cluster.wait_status(name, "left", LEAVE_DEADLINE)
+        cluster.wait_status(name, "left", LEAVE_DEADLINE)  # on the four still running
+    for name in ("p3", "s3"):
+        cluster.get(name).kill9()
+        gone[name] = "failed"
+    for name in ("p3", "s3"):
+        cluster.wait_status(name, "failed", FAIL_DEADLINE)  # on p1 and s1
 
     remaining = cluster.live()
     assert sorted(n.name for n in remaining) == ["p1", "s1"]
