@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consensus::{RaftNode, RaftOptions, Role, ServerNode};
+use consensus::{RaftNode, RaftOptions, Role, RpcClient, ServerNode};
 use state::{Command, KvOp, KvVerb};
 
 #[tokio::main(flavor = "multi_thread")]
@@ -46,8 +46,9 @@ async fn main() {
             let node = if on_disk {
                 let addr = ServerNode {
                     addr: "127.0.0.1:8300".to_string(),
+                    ..ServerNode::default()
                 };
-                RaftNode::open(1, addr, data.path(), options.clone()).await
+                RaftNode::open(1, addr, data.path(), options.clone(), RpcClient::default()).await
             } else {
                 RaftNode::in_memory(1, options.clone()).await
             }

@@ -61,6 +61,10 @@ struct MembershipRecord {
 struct NodeRecord {
     id: u64,
     addr: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uuid: String,
 }
 
 impl MembershipRecord {
@@ -76,6 +80,8 @@ impl MembershipRecord {
                 .map(|(id, node)| NodeRecord {
                     id: *id,
                     addr: node.addr.clone(),
+                    name: node.name.clone(),
+                    uuid: node.uuid.clone(),
                 })
                 .collect(),
         }
@@ -90,7 +96,14 @@ impl MembershipRecord {
         let nodes: BTreeMap<u64, ServerNode> = self
             .nodes
             .into_iter()
-            .map(|n| (n.id, ServerNode { addr: n.addr }))
+            .map(|n| {
+                let node = ServerNode {
+                    addr: n.addr,
+                    name: n.name,
+                    uuid: n.uuid,
+                };
+                (n.id, node)
+            })
             .collect();
         Membership::new(configs, nodes).map_err(|e| e.to_string())
     }
@@ -211,7 +224,12 @@ mod tests {
             .into_iter()
             .map(|id| {
                 let addr = format!("10.0.0.{id}:8300");
-                (id, ServerNode { addr })
+                let node = ServerNode {
+                    addr,
+                    name: format!("s{id}"),
+                    uuid: format!("00000000-0000-0000-0000-00000000000{id}"),
+                };
+                (id, node)
             })
             .collect();
         Membership::new(vec![[1, 2].into_iter().collect()], nodes).unwrap()

@@ -17,6 +17,7 @@
 //! [`RaftNode`], `state` types and integers.
 
 mod closing;
+pub mod cluster;
 mod codec;
 #[cfg(test)]
 mod conformance;
@@ -24,17 +25,24 @@ pub mod error;
 mod log_store;
 mod mem_log;
 pub mod meta;
-mod network;
 mod node;
+pub mod rpc;
 mod snapshot_file;
 mod state_machine;
 mod types;
 pub mod wal;
 
+pub use cluster::{server_id, Cluster, ClusterError, ClusterOptions};
 pub use codec::CodecError;
 pub use error::{Result, StorageError};
 pub use meta::{Meta, Vote};
-pub use node::{Leader, NodeError, RaftNode, RaftOptions, RaftStatus, Role, WriteError, Written};
+pub use node::{
+    Leader, Member, NodeError, RaftNode, RaftOptions, RaftStatus, ReadError, Role, WriteError,
+    Written,
+};
+pub use rpc::server::serve;
+pub use rpc::wire::ReadMode;
+pub use rpc::{CallError, RpcClient};
 pub use types::ServerNode;
 pub use wal::{Entry, GroupCommit, LogState, Wal, WalOptions};
 

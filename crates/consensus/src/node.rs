@@ -13,8 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::errors::{ClientWriteError, ForwardToLeader, InitializeError, RaftError};
+use openraft::errors::{
+    ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError, RaftError,
+};
 use openraft::metrics::WaitError;
+use openraft::raft::ReadPolicy;
+use openraft::ChangeMembers;
 use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
 use state::{Command, Index, Outcome, ReleasedLock, Store};
 
@@ -22,7 +26,9 @@ use crate::closing::Closed;
 use crate::error::StorageError;
 use crate::log_store::LogStore;
 use crate::mem_log::MemLog;
-use crate::network::NoTransport;
+use crate::rpc::client::RaftTransport;
+use crate::rpc::wire::ReadMode;
+use crate::rpc::RpcClient;
 use crate::state_machine::StateMachine;
 use crate::types::{Request, Response, ServerNode, TypeConfig};
 use crate::wal::WalOptions;
@@ -80,6 +86,10 @@ impl RaftOptions {
             // term) before it serves, or it could answer from a stale
             // state.
             enable_leader_restore: Some(false),
+            // A server cut off from the others must not raise its term by
+            // electing itself over and over: when it comes back it would
+            // depose a healthy leader. Pre-vote asks first.
+            enable_pre_vote: Some(true),
             ..openraft::Config::default()
         };
         config
@@ -189,6 +199,47 @@ impl RaftStatus {
     }
 }
 
+fn leader_of(f: ForwardToLeader<TypeConfig>) -> Option<Leader> {
+    f.leader_id.map(|id| Leader {
+        id,
+        addr: f.leader_node.map(|n| n.addr),
+    })
+}
+
+fn write_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
+            leader: leader_of(f),
+        },
+        RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => WriteError::LeadershipLost {
+            leader: leader_of(f),
+        },
+        RaftError::APIError(e) => WriteError::Unexpected(e.to_string()),
+        RaftError::Fatal(e) => WriteError::Stopped(e.to_string()),
+    }
+}
+
+/// Why a read could not be confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("not the leader")]
+    NotLeader { leader: Option<Leader> },
+    /// The leader could not hear from a quorum: it may have been deposed.
+    #[error("no quorum: {0}")]
+    NoQuorum(String),
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// A server of the Raft configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    pub node: ServerNode,
+    /// A voter rather than a learner (a non-voting follower).
+    pub voter: bool,
+}
+
 /// One Raft server running in this process.
 pub struct RaftNode {
     id: u64,
@@ -212,6 +263,7 @@ impl RaftNode {
         node: ServerNode,
         dir: &Path,
         options: RaftOptions,
+        peers: RpcClient,
     ) -> Result<RaftNode, NodeError> {
         let dir = dir.to_path_buf();
         let wal = options.wal;
@@ -225,7 +277,8 @@ impl RaftNode {
             .map_err(|e| NodeError::Stopped(e.to_string()))??;
         let config = options.to_openraft()?;
         let store = Arc::clone(state_machine.store());
-        let raft = openraft::Raft::new(id, Arc::new(config), NoTransport, log, state_machine)
+        let network = RaftTransport::new(peers);
+        let raft = openraft::Raft::new(id, Arc::new(config), network, log, state_machine)
             .await
             .map_err(|e| NodeError::Stopped(e.to_string()))?;
         Ok(RaftNode {
@@ -246,7 +299,7 @@ impl RaftNode {
         let raft = openraft::Raft::new(
             id,
             Arc::new(config),
-            NoTransport,
+            RaftTransport::default(),
             MemLog::default(),
             state_machine,
         )
@@ -277,6 +330,13 @@ impl RaftNode {
     /// already has a log or a vote.
     pub async fn bootstrap(&self) -> Result<bool, NodeError> {
         let members = BTreeMap::from([(self.id, self.node.clone())]);
+        self.initialize(members).await
+    }
+
+    /// Makes a new cluster of these voters (`bootstrap_expect`: every
+    /// server calls this with the same set). Returns `false`, changing
+    /// nothing, if this server already has a log or a vote.
+    pub async fn initialize(&self, members: BTreeMap<u64, ServerNode>) -> Result<bool, NodeError> {
         match self.raft.initialize(members).await {
             Ok(()) => Ok(true),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
@@ -287,12 +347,6 @@ impl RaftNode {
     /// Replicates `command`, waits until it is committed and applied, and
     /// returns its index and outcome.
     pub async fn write(&self, command: Command) -> Result<Written, WriteError> {
-        let leader = |f: ForwardToLeader<TypeConfig>| {
-            f.leader_id.map(|id| Leader {
-                id,
-                addr: f.leader_node.map(|n| n.addr),
-            })
-        };
         match self.raft.client_write(Request(command)).await {
             Ok(answer) => match answer.data {
                 Response::Applied { outcome, released } => Ok(Written {
@@ -305,14 +359,7 @@ impl RaftNode {
                     answer.log_id.index
                 ))),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: leader(f) })
-            }
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
-                Err(WriteError::LeadershipLost { leader: leader(f) })
-            }
-            Err(RaftError::APIError(e)) => Err(WriteError::Unexpected(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(WriteError::Stopped(e.to_string())),
+            Err(e) => Err(write_error(e)),
         }
     }
 
@@ -378,6 +425,131 @@ impl RaftNode {
             })
             .await?;
         Ok(status.snapshot)
+    }
+
+    /// This server's address and names.
+    pub fn node(&self) -> &ServerNode {
+        &self.node
+    }
+
+    pub(crate) fn raft(&self) -> &openraft::Raft<TypeConfig, StateMachine> {
+        &self.raft
+    }
+
+    /// Whether this server has a cluster configuration (a log or a vote).
+    pub async fn is_initialized(&self) -> Result<bool, NodeError> {
+        self.raft
+            .is_initialized()
+            .await
+            .map_err(|e| NodeError::Stopped(e.to_string()))
+    }
+
+    /// The index a read must see applied to reflect every write
+    /// acknowledged before it was asked, confirmed as `mode` says. Only the
+    /// leader can answer.
+    pub async fn read_index(&self, mode: ReadMode) -> Result<u64, ReadError> {
+        let policy = match mode {
+            ReadMode::Lease => ReadPolicy::LeaseRead,
+            ReadMode::Quorum => ReadPolicy::ReadIndex,
+        };
+        match self.raft.get_read_linearizer(policy).await {
+            Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ReadError::NotLeader {
+                    leader: f.leader_id.map(|id| Leader {
+                        id,
+                        addr: f.leader_node.map(|n| n.addr),
+                    }),
+                })
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                Err(ReadError::NoQuorum(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(ReadError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Waits up to `timeout` until this server applied `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), NodeError> {
+        if self.status().applied.is_some_and(|a| a >= index) {
+            return Ok(());
+        }
+        self.wait_until(timeout, "the read index to be applied", |s| {
+            s.applied.is_some_and(|a| a >= index)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The servers of the configuration in force (the newest one, joint
+    /// or not), voters first.
+    pub fn members(&self) -> Vec<Member> {
+        use openraft::async_runtime::watch::WatchReceiver;
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let mut members: Vec<Member> = membership
+            .nodes()
+            .map(|(id, node)| Member {
+                id: *id,
+                node: node.clone(),
+                voter: voters.contains(id),
+            })
+            .collect();
+        members.sort_by_key(|m| (!m.voter, m.id));
+        members
+    }
+
+    /// Adds server `id` as a voter: it first follows as a learner until it
+    /// has caught up, then joins the voters. Leader only.
+    pub async fn add_voter(&self, id: u64, node: ServerNode) -> Result<(), WriteError> {
+        let known = self.members();
+        match known.iter().find(|m| m.id == id) {
+            Some(m) if m.voter && m.node == node => return Ok(()),
+            Some(m) if m.node != node => {
+                // The same server at a new address: replace the record.
+                let nodes = BTreeMap::from([(id, node.clone())]);
+                self.change(ChangeMembers::SetNodes(nodes)).await?;
+            }
+            Some(_) => {}
+            None => {
+                self.raft
+                    .add_learner(id, node, true)
+                    .await
+                    .map_err(write_error)?;
+            }
+        }
+        self.change(ChangeMembers::AddVoterIds([id].into())).await
+    }
+
+    /// Removes server `id` from the configuration. Leader only.
+    pub async fn remove_server(&self, id: u64) -> Result<(), WriteError> {
+        let known = self.members();
+        let Some(member) = known.iter().find(|m| m.id == id) else {
+            return Ok(());
+        };
+        if member.voter {
+            self.change(ChangeMembers::RemoveVoters([id].into()))
+                .await?;
+        }
+        self.change(ChangeMembers::RemoveNodes([id].into())).await
+    }
+
+    async fn change(&self, change: ChangeMembers<u64, ServerNode>) -> Result<(), WriteError> {
+        self.raft
+            .change_membership(change, false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Asks the leader (this server) to hand leadership to `to`.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), NodeError> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| NodeError::Stopped(e.to_string()))
     }
 
     /// Stops Raft and waits until its log and state machine are closed

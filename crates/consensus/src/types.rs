@@ -12,11 +12,15 @@ use state::{Command, Outcome, ReleasedLock};
 use crate::meta;
 use crate::LogId;
 
-/// How a Raft server is reached: the address of its server RPC port
-/// (Consul's `:8300`). The node id is kept beside it by openraft.
+/// How a Raft server is reached and named: the address of its server RPC
+/// port (Consul's `:8300`), its node name and its node ID (a UUID, which
+/// `/v1/operator/raft/configuration` reports). The numeric Raft id is kept
+/// beside it by openraft.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServerNode {
     pub addr: String,
+    pub name: String,
+    pub uuid: String,
 }
 
 /// The payload of a normal log entry: one state-store command.

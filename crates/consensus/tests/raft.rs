@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensus::{NodeError, RaftNode, RaftOptions, Role, ServerNode, WriteError, Written};
+use consensus::{
+    NodeError, RaftNode, RaftOptions, Role, RpcClient, ServerNode, WriteError, Written,
+};
 use state::{Command, KvOp, KvVerb, Outcome, WatchSet};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -24,6 +26,7 @@ fn options() -> RaftOptions {
 fn node_addr() -> ServerNode {
     ServerNode {
         addr: "127.0.0.1:8300".to_string(),
+        ..ServerNode::default()
     }
 }
 
@@ -53,7 +56,9 @@ fn read(node: &RaftNode, key: &str) -> Option<(String, u64)> {
 
 /// Opens the server in `dir` and waits until it leads.
 async fn start(dir: &Path, options: RaftOptions) -> RaftNode {
-    let node = RaftNode::open(1, node_addr(), dir, options).await.unwrap();
+    let node = RaftNode::open(1, node_addr(), dir, options, RpcClient::default())
+        .await
+        .unwrap();
     node.bootstrap().await.unwrap();
     assert_eq!(node.wait_for_leader(WAIT).await.unwrap(), 1);
     node.wait_until(WAIT, "leadership", |s| s.role == Role::Leader)
@@ -96,7 +101,7 @@ async fn writes_apply_at_their_log_index_and_survive_a_restart() {
     node.shutdown().await.unwrap();
     drop(node);
 
-    let node = RaftNode::open(1, node_addr(), dir.path(), options())
+    let node = RaftNode::open(1, node_addr(), dir.path(), options(), RpcClient::default())
         .await
         .unwrap();
     // The committed log id was saved, so the log is re-applied up to it
@@ -151,7 +156,7 @@ async fn snapshot_purges_the_log_and_a_restart_starts_from_it() {
     node.shutdown().await.unwrap();
     drop(node);
 
-    let node = RaftNode::open(1, node_addr(), dir.path(), options)
+    let node = RaftNode::open(1, node_addr(), dir.path(), options, RpcClient::default())
         .await
         .unwrap();
     node.wait_until(WAIT, "leadership again", |s| s.role == Role::Leader)
@@ -233,7 +238,7 @@ async fn concurrent_writes_each_get_their_own_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_was_never_bootstrapped_refuses_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let node = RaftNode::open(1, node_addr(), dir.path(), options())
+    let node = RaftNode::open(1, node_addr(), dir.path(), options(), RpcClient::default())
         .await
         .unwrap();
     match node.write(set("a", "1")).await {
@@ -258,7 +263,7 @@ async fn a_damaged_snapshot_stops_the_start_with_an_error() {
     let last = bytes.len() - 5;
     bytes[last] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
-    match RaftNode::open(1, node_addr(), dir.path(), options()).await {
+    match RaftNode::open(1, node_addr(), dir.path(), options(), RpcClient::default()).await {
         Err(NodeError::Stopped(reason)) => {
             assert!(reason.contains("corrupt snapshot"), "{reason}")
         }

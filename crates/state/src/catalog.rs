@@ -283,7 +283,7 @@ fn with_first<'a, V: Clone>(
 }
 
 /// Why a catalog or session write was refused; the text is Consul's.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{0}")]
 pub struct WriteError(pub String);
 

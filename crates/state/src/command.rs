@@ -28,8 +28,9 @@ pub enum Command {
     SessionDestroy { id: String },
 }
 
-/// What applying a command produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What applying a command produced (sent back to a forwarding server
+/// over the server RPC, hence serde).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// The `true`/`false` a KV write answers with (false: a CAS lost).
     Kv(bool),

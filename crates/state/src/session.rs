@@ -60,7 +60,7 @@ impl Session {
 
 /// A key whose lock a destroyed session gave up, and how long it must stay
 /// free: the agent turns this into a lock-delay deadline.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleasedLock {
     pub key: String,
     pub lock_delay_ns: u64,

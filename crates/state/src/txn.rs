@@ -188,14 +188,14 @@ impl WriteTxn {
 
 /// What a transaction produced: its results if every operation succeeded,
 /// or every failure if any did (and then nothing was applied).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxnOutcome {
     Committed(Vec<TxnResult>),
     Aborted(Vec<TxnError>),
 }
 
 /// One row a transaction operation returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TxnResult {
     Kv(Arc<DirEntry>),
 }
@@ -212,7 +212,7 @@ impl TxnResult {
 }
 
 /// Why one operation of a transaction failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TxnError {
     /// The position of the failing operation in the request.
     pub op_index: usize,
