@@ -49,10 +49,15 @@ impl Memberlist {
     }
 
     /// Applies an alive message (`bootstrap` for our own announcements).
+    ///
+    /// Most alive messages in a large cluster are old news (the same
+    /// incarnation arrives some 16 times per member), so the message's name
+    /// and meta are moved, not copied, into the candidate the delegate sees
+    /// and back into the message if it is re-broadcast.
     pub(super) fn alive_node(
         &mut self,
         now: Instant,
-        a: Alive,
+        mut a: Alive,
         bootstrap: bool,
         d: &mut impl Delegate,
     ) {
@@ -72,9 +77,9 @@ impl Memberlist {
         };
         let addr = std::net::SocketAddr::new(ip, a.port);
         let candidate = Node {
-            name: a.node.clone(),
+            name: std::mem::take(&mut a.node),
             addr,
-            meta: a.meta.clone(),
+            meta: std::mem::take(&mut a.meta),
             vsn: vsn.unwrap_or_default(),
             state: State::Alive,
             incarnation: a.incarnation,
@@ -84,7 +89,7 @@ impl Memberlist {
         }
 
         let mut updates_addr = false;
-        match self.members.get(&a.node) {
+        let slot = match self.members.slot_of(&candidate.name) {
             None => {
                 let member = Member {
                     node: Node {
@@ -94,33 +99,38 @@ impl Memberlist {
                     },
                     state_change: now,
                 };
-                self.members.insert(a.node.clone(), member);
+                let slot = self.members.insert(member);
                 // A random slot keeps the detection bound low on average.
                 let n = self.order.len();
-                self.order.push(a.node.clone());
+                self.order.push(slot);
                 if n > 0 {
                     let off = rand::Rng::random_range(&mut self.rng, 0..=n);
                     self.order.swap(off, n);
                 }
+                slot
             }
-            Some(existing) if existing.node.addr != addr => {
-                let reclaim = !self.config.dead_node_reclaim_time.is_zero()
-                    && now.saturating_duration_since(existing.state_change)
-                        > self.config.dead_node_reclaim_time;
-                if existing.node.state == State::Left
-                    || (existing.node.state == State::Dead && reclaim)
-                {
-                    updates_addr = true;
-                } else {
-                    let existing = existing.node.clone();
-                    d.notify_conflict(&existing, &candidate);
+            Some(slot) => {
+                let Some(existing) = self.members.at(slot) else {
                     return;
+                };
+                if existing.node.addr != addr {
+                    let reclaim = !self.config.dead_node_reclaim_time.is_zero()
+                        && now.saturating_duration_since(existing.state_change)
+                            > self.config.dead_node_reclaim_time;
+                    if existing.node.state == State::Left
+                        || (existing.node.state == State::Dead && reclaim)
+                    {
+                        updates_addr = true;
+                    } else {
+                        d.notify_conflict(&existing.node, &candidate);
+                        return;
+                    }
                 }
+                slot
             }
-            Some(_) => {}
-        }
+        };
 
-        let Some(state) = self.members.get(&a.node) else {
+        let Some(state) = self.members.at(slot) else {
             return;
         };
         let cur_inc = state.node.incarnation;
@@ -130,13 +140,13 @@ impl Memberlist {
         if a.incarnation < cur_inc && is_local {
             return;
         }
-        self.suspicions.remove(&a.node);
+        self.suspicions.remove(&candidate.name);
         let old_state = state.node.state;
-        let old_meta = state.node.meta.clone();
+        let meta_changed = state.node.meta != candidate.meta;
 
         if !bootstrap && is_local {
             let same = a.incarnation == cur_inc
-                && a.meta == state.node.meta
+                && !meta_changed
                 && a.vsn.as_slice() == state.node.vsn.as_slice();
             if same {
                 return;
@@ -145,8 +155,16 @@ impl Memberlist {
             return;
         }
 
-        self.broadcast(&a.node, &Message::Alive(a.clone()), false);
-        let Some(state) = self.members.get_mut(&a.node) else {
+        a.node = candidate.name;
+        a.meta = candidate.meta;
+        let msg = Message::Alive(a);
+        if let Message::Alive(a) = &msg {
+            self.broadcast(&a.node, &msg, false);
+        }
+        let Message::Alive(a) = msg else {
+            return;
+        };
+        let Some(state) = self.members.at_mut(slot) else {
             return;
         };
         if let Some(v) = vsn {
@@ -159,18 +177,20 @@ impl Memberlist {
             state.node.state = State::Alive;
             state.state_change = now;
         }
-        let node = state.node.clone();
         if old_state.is_dead_or_left() {
-            d.notify_join(&node);
-        } else if old_meta != node.meta {
-            d.notify_update(&node);
+            d.notify_join(&state.node);
+        } else if meta_changed {
+            d.notify_update(&state.node);
         }
     }
 
     /// Applies a suspect message: starts (or confirms) a suspicion, or
     /// refutes it if it is about us.
     pub(super) fn suspect_node(&mut self, now: Instant, s: Suspect, _d: &mut impl Delegate) {
-        let Some(state) = self.members.get(&s.node) else {
+        let Some(slot) = self.members.slot_of(&s.node) else {
+            return;
+        };
+        let Some(state) = self.members.at(slot) else {
             return;
         };
         if s.incarnation < state.node.incarnation {
@@ -192,7 +212,7 @@ impl Memberlist {
         }
         let name = s.node.clone();
         self.broadcast(&name, &Message::Suspect(s.clone()), false);
-        let Some(state) = self.members.get_mut(&s.node) else {
+        let Some(state) = self.members.at_mut(slot) else {
             return;
         };
         state.node.incarnation = s.incarnation;
@@ -247,7 +267,10 @@ impl Memberlist {
 
     /// Applies a dead message; `from == node` means the node left.
     pub(super) fn dead_node(&mut self, now: Instant, dm: Dead, d: &mut impl Delegate) {
-        let Some(state) = self.members.get(&dm.node) else {
+        let Some(slot) = self.members.slot_of(&dm.node) else {
+            return;
+        };
+        let Some(state) = self.members.at(slot) else {
             return;
         };
         if dm.incarnation < state.node.incarnation {
@@ -267,7 +290,7 @@ impl Memberlist {
         } else {
             self.broadcast(&name, &Message::Dead(dm.clone()), false);
         }
-        let Some(state) = self.members.get_mut(&name) else {
+        let Some(state) = self.members.at_mut(slot) else {
             return;
         };
         state.node.incarnation = dm.incarnation;
@@ -277,8 +300,7 @@ impl Memberlist {
             State::Dead
         };
         state.state_change = now;
-        let node = state.node.clone();
-        d.notify_leave(&node);
+        d.notify_leave(&state.node);
     }
 
     /// Merges a peer's view from push-pull. A peer's "dead" becomes our
@@ -369,7 +391,7 @@ impl Memberlist {
     pub(super) fn local_push_states(&self) -> Vec<PushNodeState> {
         self.order
             .iter()
-            .filter_map(|n| self.members.get(n))
+            .filter_map(|&slot| self.members.at(slot))
             .map(|m| PushNodeState {
                 name: m.node.name.clone(),
                 addr: ip_to_wire(m.node.addr.ip()),

@@ -19,6 +19,7 @@
 //! framing in and out), [`stream`] (push-pull, TCP ping, stream user
 //! messages).
 
+mod members;
 mod membership;
 mod packet;
 mod probe;
@@ -38,6 +39,7 @@ use crate::delegate::Delegate;
 use crate::message::Alive;
 use crate::node::{ip_to_wire, Member, Node, State};
 use crate::suspicion::Suspicion;
+use members::{Members, Slot};
 
 pub use probe::ProbeStats;
 pub use stream::{frame_len, StreamError};
@@ -98,9 +100,9 @@ pub struct Memberlist {
     config: Config,
     rng: SmallRng,
     /// All known members by name (self included).
-    members: HashMap<String, Member>,
-    /// Probe order: member names, shuffled when a round wraps.
-    order: Vec<String>,
+    members: Members,
+    /// Probe order: the members' slots, shuffled when a round wraps.
+    order: Vec<Slot>,
     probe_index: usize,
     incarnation: u32,
     seq_no: u32,
@@ -161,7 +163,7 @@ impl Memberlist {
         });
         let mut m = Memberlist {
             rng,
-            members: HashMap::new(),
+            members: Members::default(),
             order: Vec::new(),
             probe_index: 0,
             incarnation: 0,
@@ -426,9 +428,9 @@ impl Memberlist {
 
     /// Up to `k` distinct random members for which `keep` holds (memberlist
     /// tries 3n random picks, exhaustive for small n, cheap for large).
-    fn random_members(&mut self, k: usize, keep: impl Fn(&Member) -> bool) -> Vec<String> {
+    fn random_members(&mut self, k: usize, keep: impl Fn(&Member) -> bool) -> Vec<Slot> {
         let n = self.order.len();
-        let mut out: Vec<String> = Vec::with_capacity(k);
+        let mut out: Vec<Slot> = Vec::with_capacity(k);
         if n == 0 {
             return out;
         }
@@ -436,14 +438,14 @@ impl Memberlist {
             if out.len() >= k {
                 break;
             }
-            let name = &self.order[self.rng.random_range(0..n)];
-            let Some(m) = self.members.get(name) else {
+            let slot = self.order[self.rng.random_range(0..n)];
+            let Some(m) = self.members.at(slot) else {
                 continue;
             };
-            if m.node.name == self.config.name || !keep(m) || out.contains(name) {
+            if m.node.name == self.config.name || !keep(m) || out.contains(&slot) {
                 continue;
             }
-            out.push(name.clone());
+            out.push(slot);
         }
         out
     }
@@ -462,12 +464,13 @@ impl Memberlist {
             State::Left => false,
         });
         let avail = self.packet_budget(packet::COMPOUND_HEADER_OVERHEAD);
-        for name in targets {
+        for slot in targets {
             let msgs = self.take_broadcasts(packet::COMPOUND_OVERHEAD, avail, d);
             if msgs.is_empty() {
                 return;
             }
-            let Some(node) = self.members.get(&name).map(|m| m.node.clone()) else {
+            let Some((addr, pmax)) = self.members.at(slot).map(|m| (m.node.addr, m.node.pmax()))
+            else {
                 continue;
             };
             let payload = if msgs.len() == 1 {
@@ -478,15 +481,15 @@ impl Memberlist {
                     _ => continue,
                 }
             };
-            self.raw_send_packet(node.addr, Some(&node), payload);
+            self.raw_send_packet(addr, Some(pmax), payload);
         }
         let _ = now;
     }
 
     fn periodic_push_pull(&mut self, now: Instant, d: &mut impl Delegate) {
         let peers = self.random_members(1, |m| m.node.state == State::Alive);
-        if let Some(name) = peers.first() {
-            if let Some(addr) = self.members.get(name).map(|m| m.node.addr) {
+        if let Some(&slot) = peers.first() {
+            if let Some(addr) = self.members.at(slot).map(|m| m.node.addr) {
                 self.start_push_pull(now, addr, false, d);
             }
         }
@@ -496,17 +499,17 @@ impl Memberlist {
     /// reshuffles the probe order; run when a probe round wraps.
     fn reset_nodes(&mut self, now: Instant) {
         let dead_time = self.config.gossip_to_the_dead_time;
-        let me = self.config.name.clone();
+        let me = self.config.name.as_str();
         let members = &mut self.members;
-        self.order.retain(|name| {
-            let Some(m) = members.get(name) else {
+        self.order.retain(|&slot| {
+            let Some(m) = members.at(slot) else {
                 return false;
             };
-            let reap = name != &me
+            let reap = m.node.name != me
                 && m.node.state.is_dead_or_left()
                 && now.saturating_duration_since(m.state_change) > dead_time;
             if reap {
-                members.remove(name);
+                members.remove(slot);
             }
             !reap
         });

@@ -12,7 +12,6 @@ use super::{Memberlist, Transmit};
 use crate::delegate::Delegate;
 use crate::keyring::{NONCE_SIZE, TAG_SIZE, VERSION_SIZE};
 use crate::message::{self, Message};
-use crate::node::Node;
 use crate::CodecError;
 
 /// Bytes a compound header costs on top of its parts.
@@ -88,11 +87,12 @@ impl Memberlist {
         out
     }
 
-    /// Sends `msg` with as many broadcasts as fit piggy-backed on it.
+    /// Sends `msg` with as many broadcasts as fit piggy-backed on it;
+    /// `pmax` is the peer's highest protocol version, if it is a member.
     pub(super) fn send_msg(
         &mut self,
         to: SocketAddr,
-        node: Option<&Node>,
+        pmax: Option<u8>,
         msg: &Message,
         d: &mut impl Delegate,
     ) {
@@ -102,24 +102,20 @@ impl Memberlist {
         let avail = self.packet_budget(buf.len() + COMPOUND_HEADER_OVERHEAD);
         let extra = self.take_broadcasts(COMPOUND_OVERHEAD, avail, d);
         if extra.is_empty() {
-            self.raw_send_packet(to, node, buf);
+            self.raw_send_packet(to, pmax, buf);
             return;
         }
         let mut parts = Vec::with_capacity(extra.len() + 1);
         parts.push(buf);
         parts.extend(extra);
         if let Ok(compound) = crate::compound::make(&parts) {
-            self.raw_send_packet(to, node, compound);
+            self.raw_send_packet(to, pmax, compound);
         }
     }
 
-    /// Compresses, CRCs, encrypts and labels one packet and queues it.
-    pub(super) fn raw_send_packet(
-        &mut self,
-        to: SocketAddr,
-        node: Option<&Node>,
-        mut msg: Vec<u8>,
-    ) {
+    /// Compresses, CRCs (if the peer's highest protocol version `pmax`
+    /// reads CRCs), encrypts and labels one packet and queues it.
+    pub(super) fn raw_send_packet(&mut self, to: SocketAddr, pmax: Option<u8>, mut msg: Vec<u8>) {
         if self.config.enable_compression {
             if let Ok(c) = crate::compress::compress(&msg) {
                 if let Ok(buf) = message::encode(&Message::Compress(c)) {
@@ -129,7 +125,7 @@ impl Memberlist {
                 }
             }
         }
-        if node.is_some_and(|n| n.pmax() >= 5) {
+        if pmax.is_some_and(|p| p >= 5) {
             msg = crate::crc::wrap(&msg);
         }
         if self.config.encrypts() {

@@ -113,9 +113,9 @@ impl Memberlist {
                 checked += 1;
                 continue;
             }
-            let name = &self.order[self.probe_index];
+            let slot = self.order[self.probe_index];
             self.probe_index += 1;
-            match self.members.get(name) {
+            match self.members.at(slot) {
                 Some(m) if m.node.name != self.config.name && !m.node.state.is_dead_or_left() => {
                     break m.node.clone();
                 }
@@ -148,7 +148,7 @@ impl Memberlist {
             fallback_ok: false,
         });
         if target.state == State::Alive || !self.config.lifeguard.buddy_system {
-            self.send_msg(target.addr, Some(&target), &Message::Ping(ping), d);
+            self.send_msg(target.addr, Some(target.pmax()), &Message::Ping(ping), d);
             return;
         }
         // Buddy system: tell a suspect about the suspicion so it can refute.
@@ -162,7 +162,7 @@ impl Memberlist {
             .filter_map(|m| crate::message::encode(m).ok())
             .collect::<Vec<_>>();
         if let Ok(c) = crate::compound::make(&parts) {
-            self.raw_send_packet(target.addr, Some(&target), c);
+            self.raw_send_packet(target.addr, Some(target.pmax()), c);
         }
     }
 
@@ -192,11 +192,13 @@ impl Memberlist {
         });
         let (source_addr, source_port, source_node) = self.own_source();
         let mut expected = 0;
-        for name in peers {
-            let Some(peer) = self.members.get(&name).map(|m| m.node.clone()) else {
+        for slot in peers {
+            let Some((peer_addr, peer_pmax)) =
+                self.members.at(slot).map(|m| (m.node.addr, m.node.pmax()))
+            else {
                 continue;
             };
-            let nack = peer.pmax() >= 4;
+            let nack = peer_pmax >= 4;
             if nack {
                 expected += 1;
             }
@@ -210,7 +212,7 @@ impl Memberlist {
                 source_port,
                 source_node: source_node.clone(),
             };
-            self.send_msg(peer.addr, Some(&peer), &Message::IndirectPing(ind), d);
+            self.send_msg(peer_addr, Some(peer_pmax), &Message::IndirectPing(ind), d);
         }
         if let Some(p) = self.probe.current.as_mut() {
             p.expected_nacks = expected;
@@ -279,11 +281,11 @@ impl Memberlist {
                 continue;
             };
             if r.want_nack {
-                let node = self.members.get(&r.origin_node).map(|m| m.node.clone());
+                let pmax = self.members.get(&r.origin_node).map(|m| m.node.pmax());
                 let nack = Message::Nack(Nack {
                     seq_no: r.origin_seq,
                 });
-                self.send_msg(r.origin, node.as_ref(), &nack, d);
+                self.send_msg(r.origin, pmax, &nack, d);
             }
         }
     }
@@ -303,8 +305,8 @@ impl Memberlist {
             payload: d.ack_payload(),
         };
         let to = reply_addr(&p.source_addr, p.source_port).unwrap_or(from);
-        let node = self.members.get(&p.source_node).map(|m| m.node.clone());
-        self.send_msg(to, node.as_ref(), &Message::Ack(ack), d);
+        let pmax = self.members.get(&p.source_node).map(|m| m.node.pmax());
+        self.send_msg(to, pmax, &Message::Ack(ack), d);
     }
 
     pub(super) fn handle_indirect_ping(
@@ -343,8 +345,8 @@ impl Memberlist {
             source_port,
             source_node,
         };
-        let node = self.members.get(&ind.node).map(|m| m.node.clone());
-        self.send_msg(target, node.as_ref(), &Message::Ping(ping), d);
+        let pmax = self.members.get(&ind.node).map(|m| m.node.pmax());
+        self.send_msg(target, pmax, &Message::Ping(ping), d);
     }
 
     pub(super) fn handle_ack(&mut self, now: Instant, ack: Ack, d: &mut impl Delegate) {
@@ -366,12 +368,12 @@ impl Memberlist {
             }
         }
         if let Some(r) = self.probe.relays.remove(&ack.seq_no) {
-            let node = self.members.get(&r.origin_node).map(|m| m.node.clone());
+            let pmax = self.members.get(&r.origin_node).map(|m| m.node.pmax());
             let fwd = Message::Ack(Ack {
                 seq_no: r.origin_seq,
                 payload: Vec::new(),
             });
-            self.send_msg(r.origin, node.as_ref(), &fwd, d);
+            self.send_msg(r.origin, pmax, &fwd, d);
         }
     }
 
