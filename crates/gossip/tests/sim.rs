@@ -175,3 +175,38 @@ fn the_same_seed_replays_the_same_run() {
     let c = eventful(43);
     assert_ne!(a.log(), c.log(), "another seed, another run");
 }
+
+#[test]
+fn a_warm_start_is_a_converged_cluster_that_runs_the_protocol() {
+    let n = 300;
+    let mut sim = Sim::new(6);
+    sim.log_joins(false);
+    sim.add_nodes(n).unwrap();
+    sim.assume_converged();
+    assert!(sim.converged());
+    assert!(sim.converged_strict(), "every core holds every node alive");
+    assert_eq!(sim.stats().packets_sent + sim.stats().streams_opened, 0);
+    for i in 0..n {
+        assert_eq!(
+            sim.node(i).queued_broadcasts(),
+            0,
+            "node {i} queued nothing"
+        );
+        assert_eq!(sim.node(i).estimated_nodes(), n);
+    }
+    // Quiet, apart from probes and push-pulls.
+    sim.run_for(30 * SECOND);
+    assert!(sim.converged_strict());
+    assert_eq!(false_deaths(&sim, &[]), Vec::<String>::new());
+    // A join and a failure go through the protocol as after a bootstrap.
+    let j = sim.add_node().unwrap();
+    sim.join(j, &[0]);
+    let joined = sim.time_all_see(j, true, 60 * SECOND);
+    sim.kill(17);
+    let failed = sim.time_all_see(17, false, 120 * SECOND);
+    println!(
+        "{n} nodes, warm start: join seen by all after {joined:?}, failure by all after {failed:?}"
+    );
+    assert!(joined.is_some() && failed.is_some());
+    assert_eq!(false_deaths(&sim, &[17]), Vec::<String>::new());
+}

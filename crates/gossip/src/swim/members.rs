@@ -19,7 +19,7 @@ pub(super) struct Members {
     /// Slots of removed members, reused first.
     free: Vec<Slot>,
     /// `tag << 32 | (slot + 1)` per cell, 0 for an empty cell; linear
-    /// probing, at most half full.
+    /// probing, at most three quarters full.
     index: Vec<u64>,
     len: usize,
 }
@@ -106,7 +106,7 @@ impl Members {
     /// Adds a member whose name is not in the table yet; returns its slot.
     pub(super) fn insert(&mut self, member: Member) -> Slot {
         debug_assert!(self.find(&member.node.name).is_none());
-        if (self.len + 1) * 2 > self.index.len() {
+        if (self.len + 1) * 4 > self.index.len() * 3 {
             self.grow();
         }
         let h = hash(&member.node.name);

@@ -49,16 +49,47 @@ impl Memberlist {
     }
 
     /// Applies an alive message (`bootstrap` for our own announcements).
+    pub(super) fn alive_node(
+        &mut self,
+        now: Instant,
+        a: Alive,
+        bootstrap: bool,
+        d: &mut impl Delegate,
+    ) {
+        self.apply_alive(now, a, bootstrap, true, d);
+    }
+
+    /// For the simulator: learns every node in `alive` as an alive message
+    /// would teach it, but announces nothing, and drops every broadcast
+    /// still queued (our own alive message included). This is the state a
+    /// bootstrap leaves once its gossip has run out, reached without the
+    /// `16 n²` alive messages that gossip costs (see
+    /// [`Sim::assume_converged`](crate::sim::Sim::assume_converged)).
+    pub(crate) fn assume_members(
+        &mut self,
+        now: Instant,
+        alive: impl IntoIterator<Item = Alive>,
+        d: &mut impl Delegate,
+    ) {
+        for a in alive {
+            self.apply_alive(now, a, false, false, d);
+        }
+        self.broadcasts = crate::broadcast::BroadcastQueue::new();
+    }
+
+    /// [`alive_node`](Self::alive_node); an accepted change is re-broadcast
+    /// only if `announce`.
     ///
     /// Most alive messages in a large cluster are old news (the same
     /// incarnation arrives some 16 times per member), so the message's name
     /// and meta are moved, not copied, into the candidate the delegate sees
     /// and back into the message if it is re-broadcast.
-    pub(super) fn alive_node(
+    fn apply_alive(
         &mut self,
         now: Instant,
         mut a: Alive,
         bootstrap: bool,
+        announce: bool,
         d: &mut impl Delegate,
     ) {
         let is_local = a.node == self.config.name;
@@ -159,7 +190,9 @@ impl Memberlist {
         a.meta = candidate.meta;
         let msg = Message::Alive(a);
         if let Message::Alive(a) = &msg {
-            self.broadcast(&a.node, &msg, false);
+            if announce {
+                self.broadcast(&a.node, &msg, false);
+            }
         }
         let Message::Alive(a) = msg else {
             return;
