@@ -11,6 +11,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{CheckScheduler, CheckUpdate};
+use consensus::{Cluster, ClusterError, ReadMode};
+
 use crate::config::Config;
 use crate::events::EventBuffer;
 use crate::local_log::LocalLog;
@@ -28,11 +30,36 @@ pub const CONSUL_COMPATIBLE_VERSION: &str = "1.22.0";
 /// Praetor's own version.
 pub const PRAETOR_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Why the agent could not carry out a write.
+/// Why the agent could not carry out a write or confirm a read.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
     State(#[from] StateError),
+    /// Raft could not take the write or confirm the read: no leader, a
+    /// lost leadership, a failed forward. The text is Consul's.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// How sure a read must be that it sees every acknowledged write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// Consul's default: as the leader sees it (leader lease).
+    Leader,
+    /// `?consistent`: the leader confirms with a quorum first.
+    Consistent,
+    /// `?stale`: this server's own state, unless it has not heard from the
+    /// leader within `max_stale`.
+    Stale { max_stale: Option<Duration> },
+}
+
+/// Where writes go.
+enum Replication {
+    /// Applied here at once: an agent without servers (until the client
+    /// role forwards to them).
+    Local(LocalLog),
+    /// Through Raft: a server or a dev agent.
+    Raft(Arc<Cluster>),
 }
 
 /// One running agent: its configuration, its state, and the token that
@@ -41,8 +68,11 @@ pub struct Agent {
     config: Config,
     node_id: String,
     store: Arc<Store>,
-    log: LocalLog,
+    replication: Replication,
     shutdown: CancellationToken,
+    /// Set by `/v1/agent/leave`: a server leaves the Raft configuration on
+    /// its way out rather than just stopping.
+    graceful_leave: std::sync::atomic::AtomicBool,
     started: Instant,
     local: Mutex<LocalState>,
     local_changed: tokio::sync::Notify,
@@ -60,6 +90,22 @@ impl Agent {
     /// Creates the agent. With a data directory, its saved registrations
     /// directory is opened (and created) here, so a bad one fails start-up.
     pub fn new(config: Config) -> std::io::Result<Arc<Agent>> {
+        let store = Arc::new(Store::new());
+        Agent::build(config, store, Replication::Local(LocalLog::default()))
+    }
+
+    /// Creates a server (or dev) agent whose writes go through `cluster`
+    /// and whose reads come from its state machine's store.
+    pub fn with_cluster(config: Config, cluster: Arc<Cluster>) -> std::io::Result<Arc<Agent>> {
+        let store = Arc::clone(cluster.node().store());
+        Agent::build(config, store, Replication::Raft(cluster))
+    }
+
+    fn build(
+        config: Config,
+        store: Arc<Store>,
+        replication: Replication,
+    ) -> std::io::Result<Arc<Agent>> {
         let definitions = match (&config.data_dir, config.dev) {
             (Some(dir), false) => Some(DefinitionStore::open(dir)?),
             _ => None,
@@ -69,9 +115,10 @@ impl Agent {
         Ok(Arc::new(Agent {
             config,
             node_id,
-            store: Arc::new(Store::new()),
-            log: LocalLog::default(),
+            store,
+            replication,
             shutdown: CancellationToken::new(),
+            graceful_leave: std::sync::atomic::AtomicBool::new(false),
             started: Instant::now(),
             local: Mutex::new(LocalState::default()),
             local_changed: tokio::sync::Notify::new(),
@@ -280,7 +327,13 @@ impl Agent {
         if let Some(refused) = self.lock_delays.refusal(&command, now) {
             return Ok((self.store.index(), refused));
         }
-        let (index, outcome, released) = self.log.append(&self.store, &command)?;
+        let (index, outcome, released) = match &self.replication {
+            Replication::Local(log) => log.append(&self.store, &command)?,
+            Replication::Raft(cluster) => {
+                let written = cluster.write(command).await?;
+                (written.index, written.outcome, written.released)
+            }
+        };
         if !released.is_empty() {
             self.lock_delays.record(&released, now);
         }
@@ -296,15 +349,71 @@ impl Agent {
         &self.session_timers
     }
 
-    /// The Raft address of the leader, as `/v1/status/leader` reports it.
-    /// A dev agent leads itself.
+    /// The Raft server this agent runs, if it is a server.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.replication {
+            Replication::Raft(cluster) => Some(cluster),
+            Replication::Local(_) => None,
+        }
+    }
+
+    /// Waits until a read at `consistency` may be answered from this
+    /// agent's store.
+    pub async fn read_barrier(&self, consistency: ReadConsistency) -> Result<(), AgentError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        let mode = match consistency {
+            ReadConsistency::Leader => ReadMode::Lease,
+            ReadConsistency::Consistent => ReadMode::Quorum,
+            ReadConsistency::Stale { max_stale } => {
+                let fresh = match (max_stale, cluster.last_contact()) {
+                    (None, _) => true,
+                    (Some(limit), Some(contact)) => contact <= limit,
+                    (Some(_), None) => false,
+                };
+                if fresh {
+                    return Ok(());
+                }
+                ReadMode::Lease
+            }
+        };
+        cluster.read_barrier(mode).await?;
+        Ok(())
+    }
+
+    /// Whether this agent knows of a leader (`X-Consul-KnownLeader`).
+    pub fn known_leader(&self) -> bool {
+        self.cluster()
+            .is_none_or(|c| c.node().status().leader.is_some())
+    }
+
+    /// Time since this server last heard from the leader
+    /// (`X-Consul-LastContact`); zero on the leader.
+    pub fn last_contact(&self) -> Duration {
+        match self.cluster() {
+            Some(c) => c.last_contact().unwrap_or(Duration::ZERO),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// The Raft address of the leader, as `/v1/status/leader` reports it
+    /// (empty when there is none).
     pub fn leader_address(&self) -> String {
-        std::net::SocketAddr::new(self.advertise_ip(), self.config.ports.server).to_string()
+        match self.cluster() {
+            Some(c) => c.leader_addr().unwrap_or_default(),
+            None => {
+                std::net::SocketAddr::new(self.advertise_ip(), self.config.ports.server).to_string()
+            }
+        }
     }
 
     /// The Raft addresses of every voting server.
     pub fn peers(&self) -> Vec<String> {
-        vec![self.leader_address()]
+        match self.cluster() {
+            Some(c) => c.peers(),
+            None => vec![self.leader_address()],
+        }
     }
 
     /// The address other nodes reach this agent at.
@@ -375,6 +484,19 @@ impl Agent {
         self.shutdown.cancel();
     }
 
+    /// Leaves the cluster gracefully, then stops (`/v1/agent/leave`).
+    pub fn leave_cluster(&self) {
+        self.graceful_leave
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shutdown.cancel();
+    }
+
+    /// Whether the agent is stopping by a graceful leave.
+    pub fn leaves_cluster(&self) -> bool {
+        self.graceful_leave
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Resolves once the agent is stopping.
     pub async fn stopping(&self) {
         self.shutdown.cancelled().await;
@@ -418,7 +540,7 @@ fn ip_family(address: &str) -> &'static str {
 }
 
 /// A random (version 4) UUID, as Consul generates node IDs.
-pub(crate) fn random_uuid() -> String {
+pub fn random_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

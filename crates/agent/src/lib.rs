@@ -12,13 +12,14 @@ mod local_log;
 pub mod local_state;
 pub mod persisted;
 pub mod registrations;
+pub mod server;
 pub mod service_definition;
 pub mod sessions;
 mod tombstone_reaper;
 
 pub use agent::{
-    Agent, AgentError, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION, SERF_ALIVE_OUTPUT,
-    SERF_CHECK_ID, SERF_CHECK_NAME,
+    random_uuid, Agent, AgentError, ReadConsistency, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION,
+    SERF_ALIVE_OUTPUT, SERF_CHECK_ID, SERF_CHECK_NAME,
 };
 pub use local_log::LocalLog;
 pub use tombstone_reaper::TombstoneReaper;

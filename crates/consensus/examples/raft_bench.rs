@@ -50,7 +50,7 @@ async fn main() {
                 };
                 RaftNode::open(1, addr, data.path(), options.clone(), RpcClient::default()).await
             } else {
-                RaftNode::in_memory(1, options.clone()).await
+                RaftNode::in_memory(1, ServerNode::default(), options.clone()).await
             }
             .expect("start");
             node.bootstrap().await.expect("bootstrap");

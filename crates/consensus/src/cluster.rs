@@ -95,6 +95,10 @@ struct Known {
     initialized: bool,
 }
 
+/// How long the leader waits for a new server to catch up as a learner
+/// before giving up for this round.
+const ADD_VOTER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One server of the cluster.
 pub struct Cluster {
     node: RaftNode,
@@ -102,6 +106,9 @@ pub struct Cluster {
     client: RpcClient,
     options: ClusterOptions,
     known: Mutex<BTreeMap<u64, Known>>,
+    /// Servers that left or were removed, and when: a late hello from one
+    /// must not make it a voter again straight away.
+    departed: Mutex<BTreeMap<u64, Instant>>,
     /// When the leader last sent this server entries or a heartbeat.
     last_contact: Mutex<Option<Instant>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -142,6 +149,7 @@ impl Cluster {
             client,
             options,
             known: Mutex::new(BTreeMap::new()),
+            departed: Mutex::new(BTreeMap::new()),
             last_contact: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
@@ -229,11 +237,14 @@ impl Cluster {
 
     fn alive(&self) -> Vec<Known> {
         let now = Instant::now();
+        let mut departed = lock(&self.departed);
+        departed.retain(|_, at| now.duration_since(*at) < self.options.dead_after);
         lock(&self.known)
             .values()
             .filter(|k| {
                 k.heard
                     .is_some_and(|h| now.duration_since(h) < self.options.dead_after)
+                    && !departed.contains_key(&k.info.id)
             })
             .cloned()
             .collect()
@@ -308,9 +319,20 @@ impl Cluster {
                 continue;
             }
             tracing::info!(server = %k.info.name, addr = %k.info.addr, "adding server as a voter");
-            if let Err(error) = self.node.add_voter(k.info.id, node).await {
-                tracing::warn!(server = %k.info.name, %error, "cannot add server");
-                return;
+            // A learner that never catches up (it died meanwhile) must not
+            // hold up the upkeep.
+            let added =
+                tokio::time::timeout(ADD_VOTER_TIMEOUT, self.node.add_voter(k.info.id, node));
+            match added.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(server = %k.info.name, %error, "cannot add server");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(server = %k.info.name, "server did not catch up in time");
+                    return;
+                }
             }
         }
         if !self.options.cleanup_dead_servers {
@@ -335,6 +357,7 @@ impl Cluster {
                 return;
             }
             lock(&self.known).remove(&m.id);
+            lock(&self.departed).insert(m.id, Instant::now());
         }
     }
 
@@ -380,7 +403,18 @@ impl Cluster {
         let deadline = Instant::now() + self.options.hold_timeout;
         let mut pause = Duration::from_millis(10);
         loop {
-            let leader = match self.node.write(command.clone()).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(
+                left.max(Duration::from_secs(1)),
+                self.node.write(command.clone()),
+            );
+            let Ok(attempt) = attempt.await else {
+                // Appended here as leader, but no quorum took it in time.
+                return Err(ClusterError::Rpc(
+                    "timed out waiting for a quorum to commit the write".to_string(),
+                ));
+            };
+            let leader = match attempt {
                 Ok(written) => return Ok(written),
                 Err(WriteError::NotLeader { leader }) => leader.and_then(|l| l.addr),
                 Err(WriteError::LeadershipLost { .. }) => return Err(ClusterError::LeadershipLost),
@@ -535,6 +569,7 @@ impl Cluster {
             }
             MembershipRequest::Remove { id } => {
                 lock(&self.known).remove(&id);
+                lock(&self.departed).insert(id, Instant::now());
                 self.node.remove_server(id).await
             }
             MembershipRequest::TransferLeader { to } => {

@@ -39,8 +39,11 @@ use crate::wal::WalOptions;
 pub struct RaftOptions {
     /// How often the leader sends heartbeats.
     pub heartbeat_interval: Duration,
-    /// A follower that hears from no leader for a random time between this
-    /// and twice this starts an election.
+    /// A follower that hears from no leader for this long may vote for a
+    /// new one (openraft's leader lease); it stands itself after a random
+    /// time between half of this and this. Consul's raft waits between one
+    /// and two heartbeat timeouts before standing, which makes failover
+    /// take about 1.5 timeouts; this takes about one.
     pub election_timeout: Duration,
     /// Consul's `raft_snapshot_threshold`: a snapshot is taken once this
     /// many entries were applied since the last one. `0`: only on demand
@@ -73,8 +76,8 @@ impl RaftOptions {
         let config = openraft::Config {
             cluster_name: "praetor".to_string(),
             heartbeat_interval: millis(self.heartbeat_interval),
-            election_timeout_min: election,
-            election_timeout_max: election.saturating_mul(2),
+            election_timeout_min: (election / 2).max(1),
+            election_timeout_max: election,
             snapshot_policy: match self.snapshot_threshold {
                 0 => SnapshotPolicy::Never,
                 n => SnapshotPolicy::LogsSinceLast(n),
@@ -292,7 +295,11 @@ impl RaftNode {
 
     /// Starts server `id` with its log and snapshots in memory (the dev
     /// agent): nothing survives the process.
-    pub async fn in_memory(id: u64, options: RaftOptions) -> Result<RaftNode, NodeError> {
+    pub async fn in_memory(
+        id: u64,
+        node: ServerNode,
+        options: RaftOptions,
+    ) -> Result<RaftNode, NodeError> {
         let config = options.to_openraft()?;
         let (state_machine, closed) = StateMachine::open(None::<PathBuf>)?;
         let store = Arc::clone(state_machine.store());
@@ -307,7 +314,7 @@ impl RaftNode {
         .map_err(|e| NodeError::Stopped(e.to_string()))?;
         Ok(RaftNode {
             id,
-            node: ServerNode::default(),
+            node,
             raft,
             store,
             closed: std::sync::Mutex::new(vec![closed]),

@@ -22,7 +22,7 @@ fn set(key: &str, value: &str) -> Command {
 fn options() -> RaftOptions {
     RaftOptions {
         heartbeat_interval: Duration::from_millis(50),
-        election_timeout: Duration::from_millis(300),
+        election_timeout: Duration::from_millis(500),
         snapshot_threshold: 0,
         trailing_logs: 10,
         ..RaftOptions::default()

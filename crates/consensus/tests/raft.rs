@@ -274,7 +274,9 @@ async fn a_damaged_snapshot_stops_the_start_with_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_writes_through_the_same_path_in_memory() {
-    let node = RaftNode::in_memory(1, options()).await.unwrap();
+    let node = RaftNode::in_memory(1, node_addr(), options())
+        .await
+        .unwrap();
     assert!(node.bootstrap().await.unwrap());
     node.wait_until(WAIT, "leadership", |s| s.role == Role::Leader)
         .await

@@ -165,6 +165,6 @@ pub async fn leave(State(agent): State<Arc<Agent>>, method: Method) -> Response 
         return refused;
     }
     tracing::info!("agent: leave requested over HTTP");
-    agent.leave();
+    agent.leave_cluster();
     reply::empty_ok()
 }

@@ -6,6 +6,7 @@ use agent::Agent;
 use rand::Rng;
 use state::{Index, Snapshot, Store, WatchSet};
 
+use crate::error::HttpError;
 use crate::params::QueryOptions;
 
 /// Consul adds up to `wait / 16` of random delay so that many clients with
@@ -17,6 +18,19 @@ const JITTER_FRACTION: u32 = 16;
 /// passes `min_index`, the wait (plus jitter) runs out, or the agent stops;
 /// then it returns the latest result. The index is never below 1.
 pub async fn run<T>(
+    agent: &Agent,
+    options: &QueryOptions,
+    query: impl FnMut(&Snapshot, &mut WatchSet) -> (Index, T),
+) -> Result<(Index, T), HttpError> {
+    agent
+        .read_barrier(options.read_consistency())
+        .await
+        .map_err(|e| HttpError::internal(e.to_string()))?;
+    Ok(run_local(agent, options, query).await)
+}
+
+/// The loop of [`run`] once the read may be answered locally.
+async fn run_local<T>(
     agent: &Agent,
     options: &QueryOptions,
     mut query: impl FnMut(&Snapshot, &mut WatchSet) -> (Index, T),
@@ -75,11 +89,8 @@ pub async fn respond<T>(
 ) -> Result<axum::response::Response, crate::error::HttpError> {
     let options = QueryOptions::parse(params)?;
     crate::params::check_datacenter(agent, params)?;
-    let (index, result) = run(agent, &options, query).await;
+    let (index, result) = run(agent, &options, query).await?;
     let pretty = crate::reply::pretty(agent.config().dev, params);
-    let meta = crate::reply::QueryMeta {
-        index,
-        consistency: options.consistency,
-    };
+    let meta = crate::reply::QueryMeta::new(agent, index, options.consistency);
     Ok(meta.on(render(&result, pretty)))
 }

@@ -113,9 +113,6 @@ pub async fn list(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> 
         }
     };
     let json: Vec<UserEventJson> = events.iter().map(UserEventJson::from).collect();
-    let meta = QueryMeta {
-        index: event_index(&events),
-        consistency: options.consistency,
-    };
+    let meta = QueryMeta::new(&agent, event_index(&events), options.consistency);
     meta.on(reply::ok(&json, reply::pretty(agent.config().dev, &params)))
 }

@@ -82,10 +82,7 @@ fn missing_key() -> HttpError {
 async fn get(agent: &Agent, key: &str, params: &Params) -> Result<Response, HttpError> {
     let options = QueryOptions::parse(params)?;
     let pretty = reply::pretty(agent.config().dev, params);
-    let meta = |index| QueryMeta {
-        index,
-        consistency: options.consistency,
-    };
+    let meta = |index| QueryMeta::new(agent, index, options.consistency);
     if params.has("keys") {
         let separator = params
             .get("separator")
@@ -94,7 +91,7 @@ async fn get(agent: &Agent, key: &str, params: &Params) -> Result<Response, Http
         let (index, keys) = blocking::run(agent, &options, |snap, ws| {
             snap.kv_keys(key, separator.as_deref(), ws)
         })
-        .await;
+        .await?;
         if keys.is_empty() && !key.is_empty() {
             return Ok(meta(index).on(StatusCode::NOT_FOUND.into_response()));
         }
@@ -102,7 +99,7 @@ async fn get(agent: &Agent, key: &str, params: &Params) -> Result<Response, Http
     }
     if params.has("recurse") {
         let (index, entries) =
-            blocking::run(agent, &options, |snap, ws| snap.kv_list(key, ws)).await;
+            blocking::run(agent, &options, |snap, ws| snap.kv_list(key, ws)).await?;
         if entries.is_empty() {
             return Ok(meta(index).on(StatusCode::NOT_FOUND.into_response()));
         }
@@ -117,7 +114,7 @@ async fn get(agent: &Agent, key: &str, params: &Params) -> Result<Response, Http
         let index = entry.as_ref().map_or(table_index, |e| e.modify_index);
         (index, entry)
     })
-    .await;
+    .await?;
     let Some(entry) = entry else {
         return Ok(meta(index).on(StatusCode::NOT_FOUND.into_response()));
     };

@@ -104,6 +104,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 #[derive(Clone, Copy, Debug)]
 pub struct QueryOptions {
     pub consistency: Consistency,
+    /// `?max_stale`: how far behind the leader a stale read may be.
+    pub max_stale: Option<Duration>,
     /// Block until the result's index exceeds this (0: answer at once).
     pub min_index: u64,
     /// How long to block at most, before jitter.
@@ -127,11 +129,29 @@ impl QueryOptions {
         if let Some(raw) = params.get("index").filter(|v| !v.is_empty()) {
             min_index = parse_uint(raw).map_err(|_| HttpError::bad_request("Invalid index"))?;
         }
+        let max_stale = params
+            .get("max_stale")
+            .and_then(parse_go_duration)
+            .filter(|d| !d.is_zero());
         Ok(QueryOptions {
             consistency,
+            max_stale,
             min_index,
             wait,
         })
+    }
+}
+
+impl QueryOptions {
+    /// What the agent must confirm before this read is answered.
+    pub fn read_consistency(&self) -> agent::ReadConsistency {
+        match self.consistency {
+            Consistency::Leader => agent::ReadConsistency::Leader,
+            Consistency::Consistent => agent::ReadConsistency::Consistent,
+            Consistency::Stale => agent::ReadConsistency::Stale {
+                max_stale: self.max_stale,
+            },
+        }
     }
 }
 

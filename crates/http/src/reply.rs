@@ -48,15 +48,34 @@ pub fn pretty(dev: bool, params: &Params) -> bool {
 pub struct QueryMeta {
     pub index: u64,
     pub consistency: Consistency,
+    pub known_leader: bool,
+    /// Milliseconds since this server heard from the leader.
+    pub last_contact_ms: u64,
 }
 
 impl QueryMeta {
+    /// The meta of a read `agent` answered at `index`.
+    pub fn new(agent: &agent::Agent, index: u64, consistency: Consistency) -> QueryMeta {
+        QueryMeta {
+            index,
+            consistency,
+            known_leader: agent.known_leader(),
+            last_contact_ms: u64::try_from(agent.last_contact().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     /// Adds Consul's query headers. An index of 0 is reported as 1: a
     /// blocking client that saw 0 would spin.
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.insert("X-Consul-Index", HeaderValue::from(self.index.max(1)));
-        headers.insert("X-Consul-Knownleader", HeaderValue::from_static("true"));
-        headers.insert("X-Consul-Lastcontact", HeaderValue::from_static("0"));
+        headers.insert(
+            "X-Consul-Knownleader",
+            HeaderValue::from_static(if self.known_leader { "true" } else { "false" }),
+        );
+        headers.insert(
+            "X-Consul-Lastcontact",
+            HeaderValue::from(self.last_contact_ms),
+        );
         headers.insert(
             "X-Consul-Effective-Consistency",
             HeaderValue::from_static(self.consistency.as_str()),

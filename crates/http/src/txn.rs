@@ -14,7 +14,7 @@ use state::{Command, KvOp, KvVerb, Outcome, TxnError, TxnOp, TxnOutcome, TxnResu
 
 use crate::error::HttpError;
 use crate::kv::{content_length, DirEntryJson};
-use crate::params::{parse_consistency, Params};
+use crate::params::Params;
 use crate::reply;
 use agent::decode;
 
@@ -115,8 +115,14 @@ async fn transact(
         return Ok(conflict(&refused, pretty));
     }
     if ops.iter().all(|TxnOp::Kv(op)| op.verb.is_read()) {
-        let consistency = parse_consistency(params)?;
+        let options = crate::params::QueryOptions::parse(params)?;
+        let consistency = options.consistency;
+        agent
+            .read_barrier(options.read_consistency())
+            .await
+            .map_err(|e| HttpError::internal(e.to_string()))?;
         let (index, outcome) = agent.store().read_txn(&ops);
+        let meta = crate::reply::QueryMeta::new(agent, index, consistency);
         let mut response = match outcome {
             TxnOutcome::Committed(results) => {
                 let results: Vec<ResultJson> = results.iter().map(result_json).collect();
@@ -124,8 +130,8 @@ async fn transact(
                     "Results": results,
                     "Errors": null,
                     "Index": index,
-                    "LastContact": 0,
-                    "KnownLeader": true,
+                    "LastContact": meta.last_contact_ms,
+                    "KnownLeader": meta.known_leader,
                     "ConsistencyLevel": consistency.as_str(),
                 });
                 reply::json(StatusCode::OK, &body, pretty)
@@ -133,8 +139,14 @@ async fn transact(
             TxnOutcome::Aborted(errors) => conflict(&errors, pretty),
         };
         let headers = response.headers_mut();
-        headers.insert("X-Consul-Knownleader", HeaderValue::from_static("true"));
-        headers.insert("X-Consul-Lastcontact", HeaderValue::from_static("0"));
+        headers.insert(
+            "X-Consul-Knownleader",
+            HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }),
+        );
+        headers.insert(
+            "X-Consul-Lastcontact",
+            HeaderValue::from(meta.last_contact_ms),
+        );
         return Ok(response);
     }
     match agent.apply(Command::Txn(ops)).await {

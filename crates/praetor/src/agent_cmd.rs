@@ -24,9 +24,9 @@ pub fn run(flags: AgentFlags) -> u8 {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    if !loaded.config.dev {
+    if !loaded.config.dev && !loaded.config.server {
         tracing::warn!(
-            "this agent keeps its state in memory only: replicated, durable servers arrive with the consensus work"
+            "client agents do not reach servers yet: this agent keeps its own state in memory"
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -51,7 +51,7 @@ pub fn run(flags: AgentFlags) -> u8 {
 fn init_logging(config: &Config) {
     // hickory logs every query at info; keep that out of the agent's log.
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{},hickory_server=warn,hickory_proto=warn",
+        "{},hickory_server=warn,hickory_proto=warn,openraft=warn",
         config.log_level.as_filter()
     ));
     let builder = tracing_subscriber::fmt()
@@ -66,7 +66,7 @@ fn init_logging(config: &Config) {
     };
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
     let http_addrs = config.http_addrs();
     let mut listeners = Vec::new();
     for addr in &http_addrs {
@@ -95,7 +95,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     }
-    let agent = Agent::new(config).context("Error starting agent")?;
+    if let (Some(dir), false) = (&config.data_dir, config.dev) {
+        let id =
+            agent::server::persistent_node_id(dir, config.node_id.as_deref(), agent::random_uuid)
+                .context("Error starting agent")?;
+        config.node_id = Some(id);
+    }
+    let node_id = config.node_id.clone().unwrap_or_else(agent::random_uuid);
+    config.node_id = Some(node_id.clone());
+    let mut server_port = None;
+    let agent = if config.dev || config.server {
+        let role = agent::server::start(&config, &node_id)
+            .await
+            .context("Error starting agent")?;
+        server_port = role.listener.map(|l| (l, Arc::clone(&role.cluster)));
+        Agent::with_cluster(config, role.cluster).context("Error starting agent")?
+    } else {
+        Agent::new(config).context("Error starting agent")?
+    };
     let c = agent.config();
     tracing::info!(
         version = PRAETOR_VERSION,
@@ -110,10 +127,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for addr in &http_addrs {
         tracing::info!(%addr, "HTTP API listening");
     }
-    agent
-        .register_self()
-        .await
-        .context("Error starting agent: could not register this node")?;
+    let rpc_server = server_port.map(|(listener, cluster)| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "server port listening");
+        }
+        let stopping = Arc::clone(&agent);
+        tokio::spawn(consensus::serve(listener, cluster, async move {
+            stopping.stopping().await
+        }))
+    });
+    if agent.config().dev || !agent.config().server {
+        agent
+            .register_self()
+            .await
+            .context("Error starting agent: could not register this node")?;
+    } else {
+        // A server may wait for the others (and an election) before any
+        // write can commit.
+        tokio::spawn(register_when_led(Arc::clone(&agent)));
+    }
     tokio::spawn(Arc::clone(&agent).reap_tombstones(REAP_TICK));
     agent
         .load_config_definitions()
@@ -163,11 +195,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("DNS server did not drain in time"),
         }
     }
+    if let Some(cluster) = agent.cluster() {
+        if agent.leaves_cluster() {
+            tracing::info!("agent: leaving the raft configuration");
+            if let Err(error) = cluster.leave().await {
+                tracing::warn!(%error, "could not leave the raft configuration");
+            }
+        }
+        if let Some(task) = rpc_server {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        if let Err(error) = cluster.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
+    }
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("agent: shutdown complete");
     Ok(())
+}
+
+/// Registers this node once a leader can take the write, retrying until
+/// it does or the agent stops.
+async fn register_when_led(agent: Arc<Agent>) {
+    loop {
+        match agent.register_self().await {
+            Ok(()) => return,
+            Err(error) => tracing::debug!(%error, "cannot register this node yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = agent.stopping() => return,
+        }
+    }
 }
 
 /// SIGINT and SIGTERM both stop the agent gracefully.

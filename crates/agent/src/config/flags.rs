@@ -72,6 +72,12 @@ pub struct AgentFlags {
     /// Bootstrap the cluster with this server alone.
     #[arg(long, num_args(0..=1), require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false")]
     pub bootstrap: bool,
+    /// An agent to join at start; repeatable.
+    #[arg(long = "join")]
+    pub join: Vec<String>,
+    /// An agent to join, retried until it answers; repeatable.
+    #[arg(long = "retry-join")]
+    pub retry_join: Vec<String>,
     /// Wait for this many servers before bootstrapping.
     #[arg(long = "bootstrap-expect")]
     pub bootstrap_expect: Option<u32>,
@@ -147,6 +153,18 @@ impl AgentFlags {
         }
         if let Some(v) = &self.pid_file {
             add("pid-file", "pid_file", path(v));
+        }
+        for (flag, key, addrs) in [
+            ("join", "start_join", &self.join),
+            ("retry-join", "retry_join", &self.retry_join),
+        ] {
+            if !addrs.is_empty() {
+                add(
+                    flag,
+                    key,
+                    addrs.iter().map(|a| Value::from(a.as_str())).collect(),
+                );
+            }
         }
         for (flag, key, on) in [
             ("log-json", "log_json", self.log_json),

@@ -51,6 +51,15 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
     /// Scales Raft timeouts: 1 is fastest, 10 slowest.
     pub raft_multiplier: u8,
+    /// Addresses of agents to join at start (`start_join`, `-join`) and to
+    /// keep trying until one answers (`retry_join`, `-retry-join`).
+    pub start_join: Vec<String>,
+    pub retry_join: Vec<String>,
+    /// Autopilot removes servers that stay dead.
+    pub cleanup_dead_servers: bool,
+    /// `raft_snapshot_threshold` and `raft_trailing_logs`.
+    pub raft_snapshot_threshold: u64,
+    pub raft_trailing_logs: u64,
     pub leave_drain_time: Duration,
     pub rpc_hold_timeout: Duration,
     pub enable_script_checks: bool,
@@ -215,6 +224,11 @@ impl Default for Config {
             ui: false,
             pid_file: None,
             raft_multiplier: 5,
+            start_join: Vec::new(),
+            retry_join: Vec::new(),
+            cleanup_dead_servers: true,
+            raft_snapshot_threshold: 16384,
+            raft_trailing_logs: 10240,
             leave_drain_time: Duration::from_secs(5),
             rpc_hold_timeout: Duration::from_secs(7),
             enable_script_checks: false,
@@ -327,6 +341,15 @@ impl Config {
             ("domain", P::Str(v)) => self.domain = v,
             ("alt_domain", P::Str(v)) => self.alt_domain = Some(v).filter(|d| !d.is_empty()),
             ("recursors", P::StrList(v)) => self.recursors = v,
+            ("retry_join", P::StrList(v)) => self.retry_join.extend(v),
+            ("start_join", P::StrList(v)) => self.start_join.extend(v),
+            ("autopilot.cleanup_dead_servers", P::Bool(v)) => self.cleanup_dead_servers = v,
+            ("raft_snapshot_threshold", P::Int(v)) => {
+                self.raft_snapshot_threshold = u64::try_from(v).unwrap_or(0)
+            }
+            ("raft_trailing_logs", P::Int(v)) => {
+                self.raft_trailing_logs = u64::try_from(v).unwrap_or(0)
+            }
             ("service" | "services", P::Definitions(v)) => self.services.extend(v),
             ("check" | "checks", P::Definitions(v)) => self.checks.extend(v),
             ("dns_config.node_ttl", P::Duration(v)) => self.dns.node_ttl = v,

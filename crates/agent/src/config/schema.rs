@@ -87,6 +87,7 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("addresses.https", Kind::Addrs),
     ("advertise_addr", Kind::Ip),
     ("alt_domain", Kind::Str),
+    ("autopilot.cleanup_dead_servers", Kind::Bool),
     ("bind_addr", Kind::Ip),
     ("bootstrap", Kind::Bool),
     (
@@ -138,10 +139,26 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("ports.serf_lan", Kind::Port),
     ("ports.serf_wan", Kind::Port),
     ("ports.server", Kind::Port),
+    (
+        "raft_snapshot_threshold",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
+    (
+        "raft_trailing_logs",
+        Kind::Int {
+            min: 0,
+            max: i64::MAX,
+        },
+    ),
     ("recursors", Kind::StrList),
+    ("retry_join", Kind::StrList),
     ("server", Kind::Bool),
     ("service", Kind::Definitions),
     ("services", Kind::Definitions),
+    ("start_join", Kind::StrList),
     ("ui", Kind::Bool),
     ("ui_config.enabled", Kind::Bool),
 ];

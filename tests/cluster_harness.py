@@ -1,0 +1,179 @@
+"""Three (or more) real praetor servers on 127.0.0.x, for the consensus tests.
+
+Each server binds its own loopback address (127.0.0.<base+i>) and shares the
+ports with the others, as servers on separate hosts would: `-retry-join`
+names the first server's address and the server port is found from it.
+Ports are chosen free on 127.0.0.1 and then checked on every address used.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+from praetor_harness import Agent, free_ports, wait_until
+
+FORM_DEADLINE = 30.0
+
+
+def _port_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+            return True
+        except OSError:
+            return False
+
+
+class Server(Agent):
+    """One `praetor agent -server` on its own loopback address."""
+
+    def __init__(self, binary: Path, workdir: Path, *, ip: str, node: str, ports: dict,
+                 expect: int, join: str, extra_config: Optional[dict] = None):
+        config = {
+            "ports": ports,
+            "performance": {"raft_multiplier": 1},
+        }
+        if extra_config:
+            for key, value in extra_config.items():
+                if isinstance(value, dict) and isinstance(config.get(key), dict):
+                    config[key].update(value)
+                else:
+                    config[key] = value
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / "server.json"
+        conf.write_text(json.dumps(config))
+        data = workdir / "data"
+        data.mkdir(exist_ok=True)
+        super().__init__(
+            binary, workdir, node=node, http_port=ports["http"], http_flag=False,
+            isolate_ports=False, dev=False, name=node, config_files=[conf],
+            extra_args=["-server", f"-bootstrap-expect={expect}", f"-data-dir={data}",
+                        f"-bind={ip}", f"-client={ip}", f"-retry-join={join}"])
+        self.ip = ip
+        self.url = f"http://{ip}:{ports['http']}"
+        self.rpc_addr = f"{ip}:{ports['server']}"
+        self.data_dir = data
+
+    def restart(self) -> "Server":
+        """Starts the process again on the same data (after a stop or kill)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise AssertionError(f"{self.name} is still running")
+        self.stopped_by_test = False
+        self.spawn()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Cluster:
+    """n servers expecting each other; closes them all at the end."""
+
+    def __init__(self, binary: Path, base: Path, n: int = 3, *, first_ip: int = 0,
+                 extra_config: Optional[dict] = None):
+        first = first_ip or random.randint(20, 200)
+        self.ips = [f"127.0.0.{first + i}" for i in range(n)]
+        for _ in range(20):
+            http, server, lan, wan = free_ports(4)
+            ports = {"http": http, "server": server, "serf_lan": lan, "serf_wan": wan,
+                     "dns": -1, "grpc": -1}
+            if all(_port_free(ip, p) for ip in self.ips for p in (http, server)):
+                break
+        else:
+            raise AssertionError("no common free ports on the loopback addresses")
+        self.ports = ports
+        self.servers = [
+            Server(binary, base / f"s{i + 1}", ip=ip, node=f"s{i + 1}", ports=ports,
+                   expect=n, join=self.ips[0], extra_config=extra_config)
+            for i, ip in enumerate(self.ips)
+        ]
+
+    def start(self) -> "Cluster":
+        for s in self.servers:
+            s.spawn()
+        for s in self.servers:
+            s.wait_ready(FORM_DEADLINE)
+        self.wait_converged()
+        return self
+
+    def running(self) -> list[Server]:
+        return [s for s in self.servers if s.alive()]
+
+    def leader(self, among: Optional[list[Server]] = None, deadline: float = 15.0) -> Server:
+        """The server every running one (or `among`) names as leader."""
+        among = among if among is not None else self.running()
+
+        def agreed():
+            seen = set()
+            for s in among:
+                r = s.get("/v1/status/leader", timeout=2)
+                seen.add(r.json() if r.status_code == 200 else "")
+            if len(seen) == 1:
+                addr = seen.pop()
+                for s in self.servers:
+                    if s.rpc_addr == addr and s.alive():
+                        return s
+            return None
+
+        return wait_until(agreed, deadline, interval=0.05, what="an agreed leader")
+
+    def wait_converged(self, voters: int = 0, deadline: float = FORM_DEADLINE) -> None:
+        voters = voters or len(self.servers)
+
+        def done():
+            for s in self.running():
+                peers = s.get("/v1/status/peers", timeout=2).json()
+                if len(peers) != voters:
+                    return False
+            return self.leader(deadline=2.0)
+
+        wait_until(done, deadline, interval=0.1, what=f"{voters} voters and a leader")
+
+    def followers(self) -> list[Server]:
+        leader = self.leader()
+        return [s for s in self.running() if s is not leader]
+
+    def close(self) -> None:
+        errors = []
+        for s in self.servers:
+            try:
+                if s.alive():
+                    s.send_signal(signal.SIGCONT)
+                s.close()
+            except AssertionError as exc:
+                errors.append(str(exc))
+            finally:
+                s.kill()
+        if errors:
+            raise AssertionError("\n\n".join(errors))
+
+
+def kv_value(server: Server, key: str, **params) -> Optional[bytes]:
+    """The value of `key` as `server` answers it (None on 404)."""
+    r = server.get("/v1/kv/" + key, params={**params, "raw": ""}, timeout=10)
+    if r.status_code == 404:
+        return None
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.content
+
+
+def put_ok(server: Server, key: str, value: str, timeout: float = 10) -> bool:
+    """PUT, True only on an acknowledged `true`."""
+    try:
+        r = server.put("/v1/kv/" + key, data=value.encode(), timeout=timeout)
+    except requests.RequestException:
+        return False
+    return r.status_code == 200 and r.text.strip() == "true"
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000.0
