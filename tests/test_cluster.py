@@ -128,3 +128,67 @@ def test_graceful_leave_removes_the_server_from_the_configuration(cluster, praet
     assert leaving.rpc_addr not in rest[0].get("/v1/status/peers").json()
     # Two voters still commit.
     assert put_ok(rest[1], "after-leave", "ok")
+
+
+def test_operator_raft_configuration_and_list_peers(cluster, praetor_bin):
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    for params in ({}, {"stale": ""}):
+        r = follower.get("/v1/operator/raft/configuration", params=params)
+        assert r.status_code == 200, r.text
+        servers = r.json()["Servers"]
+        assert {s["Address"] for s in servers} == {s.rpc_addr for s in cluster.servers}
+        assert {s["Node"] for s in servers} == {"s1", "s2", "s3"}
+        assert all(s["Voter"] for s in servers)
+        assert [s["Address"] for s in servers if s["Leader"]] == [leader.rpc_addr]
+    out = run_cli(praetor_bin, ["operator", "raft", "list-peers",
+                                f"-http-addr={follower.ip}:{cluster.ports['http']}"])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert lines[0].split()[:6] == ["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
+    states = {line.split()[0]: line.split()[3] for line in lines[1:]}
+    assert states[leader.name] == "leader"
+    assert sorted(states.values()) == ["follower", "follower", "leader"]
+
+
+def test_remove_peer_errors_are_consuls(cluster, praetor_bin):
+    s = cluster.servers[0]
+    r = s.delete("/v1/operator/raft/peer")
+    assert r.status_code == 400
+    assert r.text == ("Must specify either ?id with the server's ID or ?address with "
+                      "IP:port of peer to remove")
+    r = s.delete("/v1/operator/raft/peer", params={"id": "a", "address": "b"})
+    assert r.status_code == 400
+    assert r.text == "Must specify only one of ?id or ?address"
+    r = s.delete("/v1/operator/raft/peer", params={"address": "nope"})
+    assert r.status_code == 500
+    assert r.text == 'address "nope" was not found in the Raft configuration'
+    out = run_cli(praetor_bin, ["operator", "raft", "remove-peer", "-id=nope",
+                                f"-http-addr={s.ip}:{cluster.ports['http']}"])
+    assert out.returncode == 1
+    assert b'id "nope" was not found in the Raft configuration' in out.stderr
+    # Nothing changed.
+    assert len(s.get("/v1/status/peers").json()) == 3
+
+
+def test_remove_peer_and_transfer_leader(cluster, praetor_bin):
+    leader = cluster.leader()
+    target, victim = cluster.followers()
+    config = leader.get("/v1/operator/raft/configuration").json()["Servers"]
+    target_id = next(s["ID"] for s in config if s["Address"] == target.rpc_addr)
+    out = run_cli(praetor_bin, ["operator", "raft", "transfer-leader", f"-id={target_id}",
+                                f"-http-addr={victim.ip}:{cluster.ports['http']}"])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().strip() == "Success"
+    assert cluster.leader() is target
+    # Stop a server for good and remove it by address, as an operator
+    # would after losing its host.
+    victim.kill()
+    victim.stopped_by_test = True
+    out = run_cli(praetor_bin, ["operator", "raft", "remove-peer", f"-address={victim.rpc_addr}",
+                                f"-http-addr={leader.ip}:{cluster.ports['http']}"])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode().strip() == f'Removed peer with address "{victim.rpc_addr}"'
+    peers = target.get("/v1/status/peers").json()
+    assert victim.rpc_addr not in peers and len(peers) == 2
+    assert put_ok(leader, "after-remove", "ok")

@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use crate::node::{Member, RaftNode, ReadError, WriteError, Written};
 use crate::rpc::client::CallError;
 use crate::rpc::wire::{
-    self, HelloReply, MembershipReply, MembershipRequest, ReadIndexReply, ReadMode, ServerInfo,
-    WireVote, WriteReply, WriteRequest,
+    self, ConfigServer, ConfigurationReply, ConfigurationView, HelloReply, MembershipReply,
+    MembershipRequest, ReadIndexReply, ReadMode, ServerInfo, WireVote, WriteReply, WriteRequest,
 };
 use crate::rpc::{paths, RpcClient};
 use crate::types::{RaftSnapshot, ServerNode};
@@ -639,6 +639,69 @@ impl Cluster {
             .map_err(|e| ClusterError::Stopped(e.to_string()))
     }
 
+    /// The configuration as this server sees it.
+    pub fn local_configuration(&self) -> ConfigurationView {
+        let config = self.node.configuration();
+        let leader_last_index = config.leader.and_then(|l| config.matched.get(&l).copied());
+        let servers = config
+            .members
+            .iter()
+            .map(|m| ConfigServer {
+                id: m.node.uuid.clone(),
+                node: m.node.name.clone(),
+                address: m.node.addr.clone(),
+                leader: config.leader == Some(m.id),
+                voter: m.voter,
+                last_index: config.matched.get(&m.id).copied(),
+            })
+            .collect();
+        ConfigurationView {
+            servers,
+            index: config.index,
+            leader_last_index,
+        }
+    }
+
+    /// The configuration, from the leader unless `stale`.
+    pub async fn configuration(&self, stale: bool) -> Result<ConfigurationView, ClusterError> {
+        if stale || self.is_leader() {
+            return Ok(self.local_configuration());
+        }
+        let deadline = Instant::now() + self.options.hold_timeout;
+        loop {
+            if let Some(addr) = self.leader_addr().filter(|a| *a != self.me.addr) {
+                let reply = self
+                    .client
+                    .call(&addr, paths::CONFIGURATION, &(), Duration::from_secs(5))
+                    .await;
+                match reply {
+                    Ok(ConfigurationReply::View(view)) => return Ok(view),
+                    Ok(ConfigurationReply::NotLeader { .. })
+                    | Err(CallError::Unreachable { .. }) => {}
+                    Err(e) => return Err(ClusterError::Rpc(e.to_string())),
+                }
+            } else if self.is_leader() {
+                return Ok(self.local_configuration());
+            }
+            if Instant::now() > deadline {
+                return Err(ClusterError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The Raft id of the configured server with node ID `uuid` or server
+    /// address `address`.
+    pub fn find_server(&self, uuid: Option<&str>, address: Option<&str>) -> Option<u64> {
+        self.node
+            .members()
+            .into_iter()
+            .find(|m| {
+                uuid.is_some_and(|u| m.node.uuid == u) || address.is_some_and(|a| m.node.addr == a)
+            })
+            .map(|m| m.id)
+    }
+
     // ---- the answering side of the server port ----
 
     pub(crate) async fn on_append(
@@ -764,6 +827,16 @@ impl Cluster {
             initialized,
             leader: self.leader_addr(),
         })
+    }
+
+    pub(crate) async fn on_configuration(&self) -> Result<ConfigurationReply, String> {
+        if self.is_leader() {
+            Ok(ConfigurationReply::View(self.local_configuration()))
+        } else {
+            Ok(ConfigurationReply::NotLeader {
+                leader: self.leader_addr(),
+            })
+        }
     }
 
     pub(crate) async fn on_membership(

@@ -37,11 +37,11 @@ pub use codec::CodecError;
 pub use error::{Result, StorageError};
 pub use meta::{Meta, Vote};
 pub use node::{
-    Leader, Member, NodeError, RaftNode, RaftOptions, RaftStatus, ReadError, Role, WriteError,
-    Written,
+    Configuration, Leader, Member, NodeError, RaftNode, RaftOptions, RaftStatus, ReadError, Role,
+    WriteError, Written,
 };
 pub use rpc::server::serve;
-pub use rpc::wire::ReadMode;
+pub use rpc::wire::{ConfigServer, ConfigurationView, MembershipRequest, ReadMode};
 pub use rpc::{CallError, RpcClient};
 pub use types::ServerNode;
 pub use wal::{Entry, GroupCommit, LogState, Wal, WalOptions};

@@ -234,6 +234,17 @@ pub enum ReadError {
     Stopped(String),
 }
 
+/// The Raft configuration as `/v1/operator/raft/configuration` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configuration {
+    /// The index of the entry that made this configuration.
+    pub index: u64,
+    pub leader: Option<u64>,
+    pub members: Vec<Member>,
+    /// The last log index known to be on each server.
+    pub matched: BTreeMap<u64, u64>,
+}
+
 /// A server of the Raft configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -505,6 +516,35 @@ impl RaftNode {
             .collect();
         members.sort_by_key(|m| (!m.voter, m.id));
         members
+    }
+
+    /// The configuration in force with where each server's log is: the
+    /// index of the configuration's entry, and per server the last index
+    /// known to be in its log (every server on the leader, only itself
+    /// elsewhere).
+    pub fn configuration(&self) -> Configuration {
+        use openraft::async_runtime::watch::WatchReceiver;
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let index = metrics
+            .membership_config
+            .log_id()
+            .as_ref()
+            .map_or(0, |id| id.index);
+        let mut matched: BTreeMap<u64, u64> = metrics
+            .replication
+            .iter()
+            .flatten()
+            .filter_map(|(id, log)| log.as_ref().map(|l| (*id, l.index)))
+            .collect();
+        if let Some(last) = metrics.last_log_index {
+            matched.insert(self.id, last);
+        }
+        Configuration {
+            index,
+            leader: metrics.current_leader,
+            members: self.members(),
+            matched,
+        }
     }
 
     /// Adds server `id` as a voter: it first follows as a learner until it

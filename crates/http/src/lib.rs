@@ -21,6 +21,7 @@ mod params;
 mod reply;
 mod session;
 mod shapes;
+mod operator;
 mod status;
 mod txn;
 
@@ -41,6 +42,15 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/txn", any(txn::endpoint))
         .route("/v1/status/leader", any(status::leader))
         .route("/v1/status/peers", any(status::peers))
+        .route(
+            "/v1/operator/raft/configuration",
+            any(operator::configuration),
+        )
+        .route("/v1/operator/raft/peer", any(operator::peer))
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            any(operator::transfer_leader),
+        )
         .route("/v1/catalog/register", any(catalog::register))
         .route("/v1/catalog/deregister", any(catalog::deregister))
         .route("/v1/catalog/datacenters", any(catalog::datacenters))

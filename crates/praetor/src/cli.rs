@@ -40,6 +40,9 @@ pub enum Command {
     Lock(LockArgs),
     /// Watches for changes in the catalog, KV store, health or events.
     Watch(WatchArgs),
+    /// Operates the cluster's servers.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Serf's commands: talk to a Serf agent over its RPC port.
     #[command(subcommand)]
     Serf(crate::serf_cmd::SerfCommand),
@@ -527,4 +530,35 @@ mod tests {
         assert!(flags.dev);
         assert_eq!(flags.config_file.len(), 2);
     }
+}
+
+#[derive(Subcommand)]
+pub enum OperatorCommand {
+    /// Raft: the servers' configuration.
+    #[command(subcommand)]
+    Raft(OperatorRaftCommand),
+}
+
+#[derive(Subcommand)]
+pub enum OperatorRaftCommand {
+    /// Displays the current Raft peer configuration.
+    ListPeers(OperatorRaftArgs),
+    /// Removes a server from the Raft configuration.
+    RemovePeer(OperatorRaftArgs),
+    /// Transfers Raft leadership to another server.
+    TransferLeader(OperatorRaftArgs),
+}
+
+#[derive(Args)]
+pub struct OperatorRaftArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// The server's ID (remove-peer, transfer-leader).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The server's Raft address, IP:port (remove-peer).
+    #[arg(long)]
+    pub address: Option<String>,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }

@@ -9,6 +9,7 @@ mod kv_cmd;
 mod lock_cmd;
 mod maint_cmd;
 mod members_cmd;
+mod operator_cmd;
 mod serf_agent_cmd;
 mod serf_cmd;
 mod services_cmd;
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         cli::Command::Members(c) => members_cmd::run(c),
         cli::Command::Lock(c) => lock_cmd::run(c),
         cli::Command::Watch(c) => watch_cmd::run(c),
+        cli::Command::Operator(c) => operator_cmd::run(c),
         cli::Command::Serf(c) => serf_cmd::run(c),
     };
     ExitCode::from(code)

@@ -11,6 +11,7 @@
 //! | `/rpc/read-index` | [`wire::ReadMode`] | [`wire::ReadIndexReply`] |
 //! | `/rpc/hello` | [`wire::ServerInfo`] | [`wire::HelloReply`] |
 //! | `/rpc/membership` | [`wire::MembershipRequest`] | [`wire::MembershipReply`] |
+//! | `/rpc/configuration` | `()` | [`wire::ConfigurationReply`] |
 //!
 //! A snapshot install's body is a 4-byte big-endian length, that many
 //! bytes of [`wire::SnapshotHead`], then the state store's snapshot bytes;
@@ -46,6 +47,7 @@ pub(crate) mod paths {
     pub const READ_INDEX: &str = "/rpc/read-index";
     pub const HELLO: &str = "/rpc/hello";
     pub const MEMBERSHIP: &str = "/rpc/membership";
+    pub const CONFIGURATION: &str = "/rpc/configuration";
 }
 
 fn snapshot_body(head: &SnapshotHead, state: &[u8]) -> Result<Bytes, WireError> {

@@ -84,6 +84,7 @@ async fn route(cluster: &Cluster, request: Request<Incoming>) -> Answer {
         paths::READ_INDEX => answer(&body, |m| cluster.on_read_index(m)).await,
         paths::HELLO => answer(&body, |m| cluster.on_hello(m)).await,
         paths::MEMBERSHIP => answer(&body, |m| cluster.on_membership(m)).await,
+        paths::CONFIGURATION => answer(&body, |()| cluster.on_configuration()).await,
         paths::SNAPSHOT => match split_snapshot_body(&body) {
             Ok((head, state)) => match cluster.on_snapshot(head, state.to_vec()).await {
                 Ok(vote) => msgpack(&vote),

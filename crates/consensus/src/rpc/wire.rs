@@ -321,6 +321,34 @@ pub enum MembershipReply {
     Failed(String),
 }
 
+/// One server of the configuration, as the operator endpoints show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigServer {
+    /// Its node ID (a UUID).
+    pub id: String,
+    pub node: String,
+    pub address: String,
+    pub leader: bool,
+    pub voter: bool,
+    /// The last log index known to be on it (the leader knows them all).
+    pub last_index: Option<u64>,
+}
+
+/// The configuration in force and the index of its entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigurationView {
+    pub servers: Vec<ConfigServer>,
+    pub index: u64,
+    /// The leader's last log index, for how far each server trails.
+    pub leader_last_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ConfigurationReply {
+    View(ConfigurationView),
+    NotLeader { leader: Option<String> },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
