@@ -788,8 +788,6 @@ impl Cluster {
                 leader: leader.and_then(|l| l.addr),
             },
             Err(WriteError::LeadershipLost { .. }) => WriteReply::LeadershipLost,
-            // Stopping: nothing was appended here; the sender looks again.
-            Err(WriteError::Stopped(_)) => WriteReply::NotLeader { leader: None },
             Err(e) => WriteReply::Failed(e.to_string()),
         })
     }

@@ -30,8 +30,13 @@ use crate::types::{RaftSnapshot, RaftVote, ServerNode, SnapshotData, TypeConfig}
 /// Why a call to another server failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// No connection could be made: the request was never sent.
     #[error("cannot reach {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    /// The connection failed after the request may have been sent: it may
+    /// or may not have been carried out.
+    #[error("connection to {addr} failed: {reason}")]
+    Broken { addr: String, reason: String },
     #[error("{addr} did not answer within {after:?}")]
     Timeout { addr: String, after: Duration },
     #[error("{addr} answered {status}: {body}")]
@@ -88,14 +93,20 @@ impl RpcClient {
                 reason: e.to_string(),
             })?;
         let exchange = async {
-            let response =
-                self.http
-                    .request(request)
-                    .await
-                    .map_err(|e| CallError::Unreachable {
+            let response = self.http.request(request).await.map_err(|e| {
+                let reason = error_chain(&e);
+                if e.is_connect() {
+                    CallError::Unreachable {
                         addr: addr.to_string(),
-                        reason: e.to_string(),
-                    })?;
+                        reason,
+                    }
+                } else {
+                    CallError::Broken {
+                        addr: addr.to_string(),
+                        reason,
+                    }
+                }
+            })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), limit)
                 .collect()
@@ -144,6 +155,18 @@ impl RpcClient {
     }
 }
 
+/// An error with its causes, for logs and messages.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// openraft's view of the server port: a [`Peer`] per target server.
 #[derive(Clone, Default)]
 pub(crate) struct RaftTransport {
@@ -184,7 +207,7 @@ impl Peer {
                 target: self.target,
                 timeout: after,
             }),
-            CallError::Unreachable { .. } => {
+            CallError::Unreachable { .. } | CallError::Broken { .. } => {
                 RPCError::Unreachable(Unreachable::from_string(error.to_string()))
             }
             other => RPCError::Network(NetworkError::new(&other)),
@@ -267,7 +290,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
             answer = send => answer,
         };
         let answer = answer.map_err(|e| match e {
-            CallError::Unreachable { .. } => {
+            CallError::Unreachable { .. } | CallError::Broken { .. } => {
                 StreamingError::Unreachable(Unreachable::from_string(e.to_string()))
             }
             other => StreamingError::Network(NetworkError::new(&other)),
