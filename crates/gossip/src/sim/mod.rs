@@ -14,6 +14,10 @@
 //! leave, and starved nodes ([`Slowness`]) whose inputs queue up and whose
 //! timers do not fire while they are paused.
 //!
+//! Clusters join through the protocol ([`Sim::join_staggered`]), or, when
+//! the `16 n²` alive messages of a bootstrap are too many to simulate (a
+//! few thousand nodes), start converged ([`Sim::assume_converged`]).
+//!
 //! Nodes are numbered from 0; node `i` is named `n{i}` and lives at
 //! `10.x.y.z:7946` where `x.y.z` spells `i`, so any address maps back to
 //! its node without a lookup ([`addr_of`], [`index_of`]).
