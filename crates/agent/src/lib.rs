@@ -15,6 +15,7 @@ pub mod registrations;
 pub mod server;
 pub mod service_definition;
 pub mod sessions;
+pub mod snapshot;
 mod tombstone_reaper;
 
 pub use agent::{

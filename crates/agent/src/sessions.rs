@@ -223,6 +223,22 @@ impl Agent {
             .map_err(|e| SessionError(e.to_string()))
     }
 
+    /// Starts a full TTL for every TTL'd session in the store (after a
+    /// snapshot restore brought in sessions this agent never created).
+    pub(crate) fn arm_all_session_timers(&self) {
+        let (_, sessions) = self
+            .store()
+            .snapshot()
+            .sessions(None, &mut state::WatchSet::new());
+        for session in sessions {
+            if let Ok(ttl) = parse_ttl(&session.ttl) {
+                if !ttl.is_zero() {
+                    self.session_timers().arm(&session.id, ttl);
+                }
+            }
+        }
+    }
+
     /// Restarts a session's TTL; `None` if there is no such session.
     pub fn renew_session(&self, id: &str) -> Option<Arc<Session>> {
         let (_, session) = self

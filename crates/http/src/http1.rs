@@ -186,13 +186,19 @@ impl Connection {
         self.pending.drain(..consumed);
         let mut keep_alive = keeps_alive(&head);
         let framing = framing(&head.headers)?;
+        // A snapshot restore is the one body allowed past the usual bound.
+        let max_body = if head.uri.path() == "/v1/snapshot" {
+            self.max_body.max(crate::snapshot::MAX_BODY)
+        } else {
+            self.max_body
+        };
         let expects_continue = head
             .headers
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let body = match framing {
             None | Some(Framing::Length(0)) => Vec::new(),
-            Some(Framing::Length(length)) if length > self.max_body as u64 => {
+            Some(Framing::Length(length)) if length > max_body as u64 => {
                 // The handler refuses it by its Content-Length; the unread
                 // body means the connection cannot be reused.
                 keep_alive = false;
@@ -209,7 +215,7 @@ impl Connection {
                     Framing::Length(length) => {
                         self.read_exact_body(length as usize, deadline).await?
                     }
-                    Framing::Chunked => self.read_chunked_body(deadline).await?,
+                    Framing::Chunked => self.read_chunked_body(deadline, max_body).await?,
                 }
             }
         };
@@ -265,7 +271,11 @@ impl Connection {
         }
     }
 
-    async fn read_chunked_body(&mut self, deadline: Instant) -> Result<Vec<u8>, Refusal> {
+    async fn read_chunked_body(
+        &mut self,
+        deadline: Instant,
+        max_body: usize,
+    ) -> Result<Vec<u8>, Refusal> {
         let mut body = Vec::new();
         loop {
             let line = self.read_line(deadline).await?;
@@ -275,7 +285,7 @@ impl Connection {
                 while !self.read_line(deadline).await?.is_empty() {}
                 return Ok(body);
             }
-            if body.len().saturating_add(size) > self.max_body {
+            if body.len().saturating_add(size) > max_body {
                 return Err(Refusal::BodyTooLarge);
             }
             self.fill(size + 2, deadline).await?;

@@ -17,11 +17,12 @@ pub mod filter;
 mod health;
 mod http1;
 mod kv;
+mod operator;
 mod params;
 mod reply;
 mod session;
 mod shapes;
-mod operator;
+mod snapshot;
 mod status;
 mod txn;
 
@@ -40,6 +41,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/kv/", any(kv::endpoint))
         .route("/v1/kv/{*key}", any(kv::endpoint))
         .route("/v1/txn", any(txn::endpoint))
+        .route("/v1/snapshot", any(snapshot::endpoint))
         .route("/v1/status/leader", any(status::leader))
         .route("/v1/status/peers", any(status::peers))
         .route(

@@ -43,6 +43,9 @@ pub enum Command {
     /// Operates the cluster's servers.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Saves, restores and inspects snapshots of the servers' state.
+    #[command(subcommand)]
+    Snapshot(crate::snapshot_cmd::SnapshotCommand),
     /// Serf's commands: talk to a Serf agent over its RPC port.
     #[command(subcommand)]
     Serf(crate::serf_cmd::SerfCommand),

@@ -13,6 +13,7 @@ mod operator_cmd;
 mod serf_agent_cmd;
 mod serf_cmd;
 mod services_cmd;
+mod snapshot_cmd;
 mod version_cmd;
 mod watch_cmd;
 
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         cli::Command::Lock(c) => lock_cmd::run(c),
         cli::Command::Watch(c) => watch_cmd::run(c),
         cli::Command::Operator(c) => operator_cmd::run(c),
+        cli::Command::Snapshot(c) => snapshot_cmd::run(c),
         cli::Command::Serf(c) => serf_cmd::run(c),
     };
     ExitCode::from(code)

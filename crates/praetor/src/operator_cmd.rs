@@ -91,10 +91,9 @@ fn peer_table(servers: &[RaftServer]) -> String {
 async fn list_peers(a: OperatorRaftArgs) -> Result<u8, Failure> {
     no_arguments(&a.args)?;
     let client = connect(&a.http)?;
-    let (config, _): (RaftConfiguration, _) =
-        get_json(&client, "/v1/operator/raft/configuration")
-            .await
-            .map_err(|e| Failure(format!("Error getting peers: {e}")))?;
+    let (config, _): (RaftConfiguration, _) = get_json(&client, "/v1/operator/raft/configuration")
+        .await
+        .map_err(|e| Failure(format!("Error getting peers: {e}")))?;
     println!("{}", peer_table(&config.servers));
     Ok(0)
 }

@@ -262,8 +262,8 @@ fn lower(s: &str) -> String {
     s.to_lowercase()
 }
 
-const SERVICE_EXTINCTION: &str = "service_last_extinction";
-const NODE_EXTINCTION: &str = "node_last_extinction";
+pub(crate) const SERVICE_EXTINCTION: &str = "service_last_extinction";
+pub(crate) const NODE_EXTINCTION: &str = "node_last_extinction";
 
 fn service_row(name: &str) -> String {
     format!("service.{}", lower(name))

@@ -26,6 +26,14 @@ pub enum Command {
     /// `/v1/session/destroy` and TTL expiry: releases (or deletes) every
     /// key the session holds.
     SessionDestroy { id: String },
+    /// `PUT /v1/snapshot`: replaces the whole state with snapshot bytes
+    /// made by [`crate::Snapshot::to_bytes`] (checked before they are
+    /// logged; bytes that still fail to decode are refused and change
+    /// nothing). See [`crate::Store::apply`] for the indexes it leaves.
+    Restore {
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    },
 }
 
 /// What applying a command produced (sent back to a forwarding server
@@ -39,7 +47,8 @@ pub enum Outcome {
     KvRefused(String),
     Txn(TxnOutcome),
     Reaped,
-    /// A catalog or session write: done, or refused with Consul's reason.
+    /// A catalog, session or restore write: done, or refused with the
+    /// reason (Consul's text where it has one).
     Write(Result<(), WriteError>),
 }
 

@@ -30,6 +30,7 @@ pub use catalog::{
 pub use command::{Command, KvOp, KvVerb, Outcome, TxnOp};
 pub use error::StateError;
 pub use kv::DirEntry;
+pub use persist::{snapshot_stats, RowStats};
 pub use session::{Behavior, ReleasedLock, Session};
 pub use snapshot::Snapshot;
 pub use store::Store;

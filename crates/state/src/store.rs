@@ -2,6 +2,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
+use crate::catalog::WriteError;
 use crate::command::{Command, KvVerb, Outcome, TxnOp};
 use crate::error::StateError;
 use crate::session::ReleasedLock;
@@ -45,6 +46,11 @@ impl Store {
 
     /// Applies `command` at log index `index`: the one place where state
     /// changes. Indexes must increase from call to call.
+    ///
+    /// A [`Command::Restore`] replaces everything and wakes every watcher;
+    /// the store's index becomes `index` (never the snapshot's own, which
+    /// may lie behind or ahead of this log), as do every table's index and
+    /// every prefix's, so no reader sees an index go back.
     pub fn apply(&self, index: Index, command: &Command) -> Result<Outcome, StateError> {
         self.apply_with_effects(index, command)
             .map(|(outcome, _)| outcome)
@@ -109,6 +115,9 @@ impl Store {
                 txn.session_destroy(id);
                 (Outcome::Write(Ok(())), true)
             }
+            Command::Restore { state } => {
+                return Ok((self.restore_at(index, state, &current), Vec::new()));
+            }
         };
         let tables = if keep {
             txn.refresh_views();
@@ -142,6 +151,26 @@ impl Store {
         let mut registry = self.watches.lock();
         let stale = self.current.load().index != seen;
         registry.register(&self.watches, set, stale)
+    }
+
+    /// The restore part of [`Store::apply_with_effects`], under the writer
+    /// lock. Bytes that do not decode leave the state as it was (at the new
+    /// index, as any refused command does).
+    fn restore_at(&self, index: Index, state: &[u8], current: &Snapshot) -> Outcome {
+        match Snapshot::restored_at(state, index) {
+            Ok(restored) => {
+                self.current.store(Arc::new(restored));
+                self.watches.lock().notify_everything();
+                Outcome::Write(Ok(()))
+            }
+            Err(error) => {
+                self.current.store(Arc::new(Snapshot {
+                    index,
+                    tables: current.tables.clone(),
+                }));
+                Outcome::Write(Err(WriteError(error.to_string())))
+            }
+        }
     }
 
     /// Replaces the whole state with a snapshot made by

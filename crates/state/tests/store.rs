@@ -319,3 +319,97 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+fn restore(bytes: Vec<u8>) -> Command {
+    Command::Restore { state: bytes }
+}
+
+/// A store with keys a and b written at 100 and 120, saved as bytes.
+fn saved_at_120() -> Vec<u8> {
+    let source = Store::new();
+    source.apply(100, &set("a", "old-a")).unwrap();
+    source.apply(120, &set("b", "old-b")).unwrap();
+    source.snapshot().to_bytes()
+}
+
+#[test]
+fn restore_replaces_everything_and_keeps_row_indexes_below_the_entry() {
+    let bytes = saved_at_120();
+    let store = Store::new();
+    store.apply(200, &set("a", "new-a")).unwrap();
+    store.apply(210, &set("c", "new-c")).unwrap();
+    let outcome = store.apply(220, &restore(bytes)).unwrap();
+    assert_eq!(outcome, Outcome::Write(Ok(())));
+    assert_eq!(store.index(), 220);
+    assert_eq!(value_of(&store, "a").as_deref(), Some("old-a"));
+    assert_eq!(value_of(&store, "b").as_deref(), Some("old-b"));
+    assert_eq!(value_of(&store, "c"), None);
+    let snap = store.snapshot();
+    let (_, b) = snap.kv_get("b", &mut WatchSet::new());
+    assert_eq!(b.unwrap().modify_index, 120, "rows keep their indexes");
+    // Every read reports the restore's index, never an older one.
+    assert_eq!(snap.kv_get("a", &mut WatchSet::new()).0, 220);
+    assert_eq!(snap.kv_list("b", &mut WatchSet::new()).0, 220);
+    assert_eq!(snap.kv_list("", &mut WatchSet::new()).0, 220);
+    assert_eq!(snap.table_index(Table::Nodes), 220);
+    // The log goes on after it.
+    store.apply(221, &set("d", "after")).unwrap();
+    assert_eq!(value_of(&store, "d").as_deref(), Some("after"));
+}
+
+#[test]
+fn restore_into_a_younger_log_never_moves_an_index_back_or_past_the_entry() {
+    let bytes = saved_at_120();
+    let store = Store::new();
+    store.apply(3, &set("x", "1")).unwrap();
+    store.apply(5, &restore(bytes)).unwrap();
+    assert_eq!(store.index(), 5);
+    let snap = store.snapshot();
+    let (index, a) = snap.kv_get("a", &mut WatchSet::new());
+    let a = a.unwrap();
+    assert_eq!(index, 5);
+    assert!(a.modify_index <= 5 && a.create_index <= a.modify_index);
+    assert_eq!(value_of(&store, "x"), None);
+    // Later entries apply at their own indexes, above the restore's.
+    store.apply(6, &set("a", "newer")).unwrap();
+    let (index, a) = store.snapshot().kv_get("a", &mut WatchSet::new());
+    assert_eq!((index, a.unwrap().modify_index), (6, 6));
+    // And the restored state survives a Raft snapshot round trip.
+    let copy = Store::new();
+    copy.restore(&store.snapshot().to_bytes()).unwrap();
+    assert_eq!(value_of(&copy, "b").as_deref(), Some("old-b"));
+    assert_eq!(copy.index(), 6);
+}
+
+#[test]
+fn restore_wakes_every_watcher() {
+    let store = Store::new();
+    store.apply(1, &set("watched", "v")).unwrap();
+    let snap = store.snapshot();
+    let mut on_key = WatchSet::new();
+    snap.kv_get("unrelated-key", &mut on_key);
+    let mut on_sessions = WatchSet::new();
+    on_sessions.add_table(Table::Sessions);
+    let key_watch = store.watch(&on_key, snap.index());
+    let table_watch = store.watch(&on_sessions, snap.index());
+    assert!(!key_watch.has_fired() && !table_watch.has_fired());
+    store.apply(2, &restore(saved_at_120())).unwrap();
+    assert!(key_watch.has_fired());
+    assert!(table_watch.has_fired());
+}
+
+#[test]
+fn restore_of_bad_bytes_changes_nothing_but_the_index() {
+    let store = Store::new();
+    store.apply(1, &set("a", "kept")).unwrap();
+    let outcome = store
+        .apply(2, &restore(b"not a snapshot".to_vec()))
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Write(Err(_))), "{outcome:?}");
+    assert_eq!(value_of(&store, "a").as_deref(), Some("kept"));
+    assert_eq!(store.index(), 2);
+    assert!(
+        store.apply(2, &set("a", "again")).is_err(),
+        "index must move on"
+    );
+}

@@ -238,9 +238,16 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let request = wire::AppendRequest::from_raft(&rpc)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        // openraft allows a heartbeat interval per append. A large entry (a
+        // snapshot restore carries a whole state) needs longer to cross and
+        // be made durable: 100 ms more per MiB (at least 10 MB/s).
+        let bytes: usize = request.entries.iter().map(|e| e.payload.len()).sum();
+        let timeout = option.hard_ttl() + Duration::from_millis((bytes as u64 >> 20) * 100);
         let reply: wire::AppendReply = self
-            .raft_call(RPCTypes::AppendEntries, paths::APPEND, &request, &option)
-            .await?;
+            .client
+            .call(&self.addr, paths::APPEND, &request, timeout)
+            .await
+            .map_err(|e| self.rpc_error(RPCTypes::AppendEntries, e))?;
         Ok(reply.into_raft())
     }
 
