@@ -203,20 +203,33 @@ def wait_writes_accepted(servers: list[Server], key: str, deadline: float = 20.0
 
 
 def wait_back_in(cluster: Cluster, server: Server, marker: str,
-                 deadline: float = 30.0) -> Server:
+                 deadline: float = 20.0) -> Server:
     """Until `server` (just restarted or resumed) names the same leader as
-    everyone, counts all voters, and its own copy has a write made after its
-    return (it replicates again). Returns the leader."""
+    everyone, the leader counts it among all the voters, and its own copy
+    has a write made after its return (it replicates again). Returns the
+    leader."""
     def agreed():
         leader = cluster.leader(deadline=2.0)
         if server.get("/v1/status/leader", timeout=2).json() != leader.rpc_addr:
             return None
-        if len(server.get("/v1/status/peers", timeout=2).json()) != len(cluster.servers):
+        peers = leader.get("/v1/status/peers", timeout=2).json()
+        if server.rpc_addr not in peers or len(peers) != len(cluster.servers):
             return None
         return leader
 
-    leader = wait_until(agreed, deadline, interval=0.05,
-                        what=f"{server.name} to name the agreed leader")
+    try:
+        leader = wait_until(agreed, deadline, interval=0.05,
+                            what=f"{server.name} to name the agreed leader and be a voter")
+    except AssertionError as exc:
+        views = {}
+        for s in cluster.running():
+            try:
+                views[s.name] = (s.get("/v1/status/leader", timeout=2).json(),
+                                 s.get("/v1/status/peers", timeout=2).json())
+            except (requests.RequestException, ValueError) as e:
+                views[s.name] = repr(e)
+        raise AssertionError(f"{exc}; {server.name} is {server.rpc_addr}; "
+                             f"(leader, peers) as each server sees them: {views}") from None
     wait_writes_accepted([leader] + [s for s in cluster.running() if s is not leader], marker)
     wait_until(lambda: kv_value(server, marker, stale="") == b"probe", deadline, interval=0.05,
                what=f"{server.name} to replicate a write made after its return")
@@ -355,6 +368,45 @@ def test_no_acknowledged_write_is_lost_over_50_kill_9_rounds(cluster):
     check_all_acked(cluster, load.acked, prefix)
     log(f"checked {len(load.acked)} keys on {len(cluster.servers)} servers; "
         f"total {time.monotonic() - started:.1f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_new_leader_keeps_a_voter_silent_for_seconds(cluster):
+    """A server silent for a few seconds (paused) stays a voter when a
+    server that restarted meanwhile, and so never heard from it, becomes
+    leader: dead-server cleanup is for servers silent for a long time
+    (autopilot.cleanup_dead_servers; praetor's dead_after is 30 s)."""
+    p = f"keep-{uid()}"
+    leader = cluster.leader()
+    restarted, paused = cluster.followers()
+    restarted.kill()
+    paused.send_signal(signal.SIGSTOP)
+    paused_at = time.monotonic()
+    try:
+        restart(restarted)
+        wait_until(lambda: put_ok(leader, f"{p}/a", "a", timeout=3), 20, interval=0.05,
+                   what="a write committed by the leader and the restarted server")
+        wait_until(lambda: kv_value(restarted, f"{p}/a", stale="") == b"a", 20, interval=0.05,
+                   what=f"{restarted.name} to replicate")
+        config = leader.get("/v1/operator/raft/configuration").json()
+        node_id = next(sv["ID"] for sv in config["Servers"]
+                       if sv["Address"] == restarted.rpc_addr)
+        r = leader.http("POST", "/v1/operator/raft/transfer-leader", params={"id": node_id},
+                        timeout=20)
+        assert r.status_code == 200, (r.status_code, r.text)
+        wait_until(lambda: cluster.leader(among=[leader, restarted], deadline=1.0)
+                   is restarted, 20, interval=0.05, what=f"{restarted.name} to lead")
+        # Leading for a few reconcile rounds while the paused server is silent.
+        fault_window(3.0)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    silent = time.monotonic() - paused_at
+    peers = restarted.get("/v1/status/peers").json()
+    assert paused.rpc_addr in peers, (
+        f"{restarted.name}, leader for 3 s, removed {paused.name}, silent for only "
+        f"{silent:.1f} s, from the voters: {peers}\n{restarted.logs()}")
+    wait_back_in(cluster, paused, f"{p}/b", deadline=10.0)
 
 
 # ------------------------------------------ 2. linearizable across crashes
