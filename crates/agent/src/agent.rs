@@ -384,8 +384,7 @@ impl Agent {
 
     /// Whether this agent knows of a leader (`X-Consul-KnownLeader`).
     pub fn known_leader(&self) -> bool {
-        self.cluster()
-            .is_none_or(|c| c.node().status().leader.is_some())
+        self.cluster().is_none_or(|c| c.leader_addr().is_some())
     }
 
     /// Time since this server last heard from the leader

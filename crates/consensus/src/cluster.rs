@@ -109,6 +109,10 @@ pub struct Cluster {
     /// Servers that left or were removed, and when: a late hello from one
     /// must not make it a voter again straight away.
     departed: Mutex<BTreeMap<u64, Instant>>,
+    /// The term this server last began to lead in, and when it noticed:
+    /// a new leader gives every voter a full `dead_after` to be heard from
+    /// before calling it dead.
+    leading_since: Mutex<Option<(u64, Instant)>>,
     /// When the leader last sent this server entries or a heartbeat.
     last_contact: Mutex<Option<Instant>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -150,6 +154,7 @@ impl Cluster {
             options,
             known: Mutex::new(BTreeMap::new()),
             departed: Mutex::new(BTreeMap::new()),
+            leading_since: Mutex::new(None),
             last_contact: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
@@ -184,8 +189,17 @@ impl Cluster {
         if let Err(error) = self.form().await {
             tracing::warn!(%error, "cannot form the cluster yet");
         }
-        if self.is_leader() {
+        let status = self.node.status();
+        if status.leader == Some(self.me.id) {
+            self.note_leading(status.term);
             self.reconcile().await;
+        }
+    }
+
+    fn note_leading(&self, term: u64) {
+        let mut since = lock(&self.leading_since);
+        if since.is_none_or(|(t, _)| t != term) {
+            *since = Some((term, Instant::now()));
         }
     }
 
@@ -338,13 +352,27 @@ impl Cluster {
         if !self.options.cleanup_dead_servers {
             return;
         }
-        let alive: Vec<u64> = self.alive().iter().map(|k| k.info.id).collect();
+        let now = Instant::now();
+        let leading_since = lock(&self.leading_since).map_or(now, |(_, at)| at);
+        // Silent since the later of its last hello and this leader's start.
+        let heard: BTreeMap<u64, Option<Instant>> = lock(&self.known)
+            .iter()
+            .map(|(id, k)| (*id, k.heard))
+            .collect();
+        let silent = |id: &u64| {
+            let last = heard
+                .get(id)
+                .copied()
+                .flatten()
+                .map_or(leading_since, |h| h.max(leading_since));
+            now.duration_since(last) >= self.options.dead_after
+        };
         let members = self.node.members();
         let voters: Vec<&Member> = members.iter().filter(|m| m.voter).collect();
         let dead: Vec<&Member> = voters
             .iter()
             .copied()
-            .filter(|m| m.id != self.me.id && !alive.contains(&m.id))
+            .filter(|m| m.id != self.me.id && silent(&m.id))
             .collect();
         // Autopilot's rule: only while the healthy voters stay a majority.
         if dead.is_empty() || dead.len() * 2 >= voters.len() {
@@ -356,8 +384,9 @@ impl Cluster {
                 tracing::warn!(server = %m.node.name, %error, "cannot remove dead server");
                 return;
             }
+            // Not departed: if it comes back and says hello, it is a
+            // voter again.
             lock(&self.known).remove(&m.id);
-            lock(&self.departed).insert(m.id, Instant::now());
         }
     }
 
@@ -365,11 +394,18 @@ impl Cluster {
         self.node.status().leader == Some(self.me.id)
     }
 
-    /// The leader's server-port address, if known.
+    /// The leader's server-port address, if known. A leader that no quorum
+    /// has acknowledged within its lease does not name itself: another may
+    /// have been elected (Consul's leader steps down then).
     pub fn leader_addr(&self) -> Option<String> {
-        let leader = self.node.status().leader?;
+        let status = self.node.status();
+        let leader = status.leader?;
         if leader == self.me.id {
-            return Some(self.me.addr.clone());
+            let acknowledged = self.sole_voter()
+                || status
+                    .quorum_ack_age
+                    .is_some_and(|age| age <= self.node.lease());
+            return acknowledged.then(|| self.me.addr.clone());
         }
         self.node
             .members()

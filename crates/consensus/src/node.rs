@@ -179,6 +179,8 @@ pub struct RaftStatus {
     pub snapshot: Option<u64>,
     /// The last index removed from the log.
     pub purged: Option<u64>,
+    /// On a leader: how long since a quorum last acknowledged it.
+    pub quorum_ack_age: Option<Duration>,
 }
 
 impl RaftStatus {
@@ -198,6 +200,10 @@ impl RaftStatus {
             applied: m.last_applied.map(|id| id.index),
             snapshot: m.snapshot.map(|id| id.index),
             purged: m.purged.map(|id| id.index),
+            quorum_ack_age: m
+                .last_quorum_acked
+                .as_ref()
+                .map(|at| openraft::Instant::elapsed(&**at)),
         }
     }
 }
@@ -260,6 +266,9 @@ pub struct RaftNode {
     node: ServerNode,
     raft: openraft::Raft<TypeConfig, StateMachine>,
     store: Arc<Store>,
+    /// The election timeout: a leader unheard by a quorum for this long
+    /// may already have been replaced.
+    lease: Duration,
     /// Resolve once openraft's tasks have let go of the storage.
     closed: std::sync::Mutex<Vec<Closed>>,
 }
@@ -290,12 +299,14 @@ impl RaftNode {
             .await
             .map_err(|e| NodeError::Stopped(e.to_string()))??;
         let config = options.to_openraft()?;
+        let lease = options.election_timeout;
         let store = Arc::clone(state_machine.store());
         let network = RaftTransport::new(peers);
         let raft = openraft::Raft::new(id, Arc::new(config), network, log, state_machine)
             .await
             .map_err(|e| NodeError::Stopped(e.to_string()))?;
         Ok(RaftNode {
+            lease,
             id,
             node,
             raft,
@@ -312,6 +323,7 @@ impl RaftNode {
         options: RaftOptions,
     ) -> Result<RaftNode, NodeError> {
         let config = options.to_openraft()?;
+        let lease = options.election_timeout;
         let (state_machine, closed) = StateMachine::open(None::<PathBuf>)?;
         let store = Arc::clone(state_machine.store());
         let raft = openraft::Raft::new(
@@ -324,6 +336,7 @@ impl RaftNode {
         .await
         .map_err(|e| NodeError::Stopped(e.to_string()))?;
         Ok(RaftNode {
+            lease,
             id,
             node,
             raft,
@@ -443,6 +456,12 @@ impl RaftNode {
             })
             .await?;
         Ok(status.snapshot)
+    }
+
+    /// How long a leader may go unacknowledged by a quorum and still be
+    /// sure no other leader was elected.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// This server's address and names.
