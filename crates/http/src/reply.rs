@@ -68,6 +68,15 @@ impl QueryMeta {
     /// blocking client that saw 0 would spin.
     pub fn apply(&self, headers: &mut HeaderMap) {
         headers.insert("X-Consul-Index", HeaderValue::from(self.index.max(1)));
+        self.apply_leadership(headers);
+        headers.insert(
+            "X-Consul-Effective-Consistency",
+            HeaderValue::from_static(self.consistency.as_str()),
+        );
+    }
+
+    /// `X-Consul-KnownLeader` and `X-Consul-LastContact` alone.
+    pub fn apply_leadership(&self, headers: &mut HeaderMap) {
         headers.insert(
             "X-Consul-Knownleader",
             HeaderValue::from_static(if self.known_leader { "true" } else { "false" }),
@@ -75,10 +84,6 @@ impl QueryMeta {
         headers.insert(
             "X-Consul-Lastcontact",
             HeaderValue::from(self.last_contact_ms),
-        );
-        headers.insert(
-            "X-Consul-Effective-Consistency",
-            HeaderValue::from_static(self.consistency.as_str()),
         );
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use agent::Agent;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -138,15 +138,7 @@ async fn transact(
             }
             TxnOutcome::Aborted(errors) => conflict(&errors, pretty),
         };
-        let headers = response.headers_mut();
-        headers.insert(
-            "X-Consul-Knownleader",
-            HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }),
-        );
-        headers.insert(
-            "X-Consul-Lastcontact",
-            HeaderValue::from(meta.last_contact_ms),
-        );
+        meta.apply_leadership(response.headers_mut());
         return Ok(response);
     }
     match agent.apply(Command::Txn(ops)).await {

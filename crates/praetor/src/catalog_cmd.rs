@@ -164,7 +164,8 @@ pub(crate) fn columnize(rows: &[Vec<String>]) -> String {
     lines.join("\n")
 }
 
-fn no_arguments(args: &[String]) -> Result<(), Failure> {
+/// Refuses positional arguments, in Consul's words.
+pub(crate) fn no_arguments(args: &[String]) -> Result<(), Failure> {
     if args.is_empty() {
         Ok(())
     } else {

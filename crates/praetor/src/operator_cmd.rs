@@ -4,7 +4,9 @@
 use hyper::Method;
 use serde::Deserialize;
 
-use crate::catalog_cmd::{block_on, call, columnize, connect, fail, get_json, push_query, Failure};
+use crate::catalog_cmd::{
+    block_on, call, columnize, connect, fail, get_json, no_arguments, push_query, Failure,
+};
 use crate::cli::{OperatorCommand, OperatorRaftArgs, OperatorRaftCommand};
 
 pub fn run(command: OperatorCommand) -> u8 {
@@ -14,17 +16,6 @@ pub fn run(command: OperatorCommand) -> u8 {
         OperatorCommand::Raft(OperatorRaftCommand::TransferLeader(a)) => {
             block_on(transfer_leader(a))
         }
-    }
-}
-
-fn no_arguments(args: &[String]) -> Result<(), Failure> {
-    if args.is_empty() {
-        Ok(())
-    } else {
-        fail(format!(
-            "Too many arguments (expected 0, got {})",
-            args.len()
-        ))
     }
 }
 

@@ -228,6 +228,22 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// A vote or pre-vote request (they differ only in the path).
+    async fn ballot(
+        &self,
+        path: &str,
+        rpc: &VoteRequest<TypeConfig>,
+        option: &RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let request = wire::VoteRequest::from_raft(rpc);
+        let reply: wire::VoteReply = self
+            .raft_call(RPCTypes::Vote, path, &request, option)
+            .await?;
+        Ok(reply.into_raft())
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = SnapshotData;
 
@@ -256,11 +272,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let request = wire::VoteRequest::from_raft(&rpc);
-        let reply: wire::VoteReply = self
-            .raft_call(RPCTypes::Vote, paths::VOTE, &request, &option)
-            .await?;
-        Ok(reply.into_raft())
+        self.ballot(paths::VOTE, &rpc, &option).await
     }
 
     async fn pre_vote(
@@ -268,11 +280,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let request = wire::VoteRequest::from_raft(&rpc);
-        let reply: wire::VoteReply = self
-            .raft_call(RPCTypes::Vote, paths::PRE_VOTE, &request, &option)
-            .await?;
-        Ok(reply.into_raft())
+        self.ballot(paths::PRE_VOTE, &rpc, &option).await
     }
 
     async fn full_snapshot(
