@@ -46,13 +46,19 @@ pub struct ServerRole {
 pub fn raft_options(config: &Config) -> RaftOptions {
     let multiplier = u32::from(config.raft_multiplier.max(1));
     let election = Duration::from_millis(1000) * multiplier;
-    RaftOptions {
+    let mut options = RaftOptions {
         heartbeat_interval: election / 10,
         election_timeout: election,
         snapshot_threshold: config.raft_snapshot_threshold,
         trailing_logs: config.raft_trailing_logs,
         ..RaftOptions::default()
+    };
+    if config.dev {
+        // The log lives in memory and no follower will ever read it: keep
+        // nothing behind the snapshot.
+        options.trailing_logs = 0;
     }
+    options
 }
 
 /// The node ID a data directory keeps (`data_dir/node-id`, as Consul does):
