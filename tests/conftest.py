@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_harness import Cluster
 from praetor_harness import Agent, praetor_binary, run_cli
 
 
@@ -89,3 +90,13 @@ def cli(praetor_bin):
     def run(*args, env=None, input=None, timeout=30.0, cwd=None):
         return run_cli(praetor_bin, args, env=env, input=input, timeout=timeout, cwd=cwd)
     return run
+
+
+@pytest.fixture
+def cluster(praetor_bin, tmp_path):
+    """Three servers on 127.0.0.x that formed a cluster; stopped after."""
+    c = Cluster(praetor_bin, tmp_path)
+    try:
+        yield c.start()
+    finally:
+        c.close()

@@ -7,19 +7,11 @@ from __future__ import annotations
 import signal
 import time
 
-import pytest
 
 from cluster_harness import Cluster, kv_value, put_ok
 from praetor_harness import run_cli, wait_until
 
 
-@pytest.fixture
-def cluster(praetor_bin, tmp_path):
-    c = Cluster(praetor_bin, tmp_path)
-    try:
-        yield c.start()
-    finally:
-        c.close()
 
 
 def test_three_servers_elect_one_leader_and_agree_on_peers(cluster):

@@ -314,13 +314,6 @@ class Lincheck:
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture
-def cluster(praetor_bin, tmp_path):
-    c = Cluster(praetor_bin, tmp_path)
-    try:
-        yield c.start()
-    finally:
-        c.close()
 
 
 def log(msg: str) -> None:
