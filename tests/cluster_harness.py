@@ -2,7 +2,8 @@
 
 Each server binds its own loopback address (127.0.0.<base+i>) and shares the
 ports with the others, as servers on separate hosts would: `-retry-join`
-names the first server's address and the server port is found from it.
+names the first server's address (its LAN gossip port is implied), and the
+servers find each other's server port from the gossip tags.
 Ports are chosen free on 127.0.0.1 and then checked on every address used.
 """
 
@@ -41,6 +42,10 @@ class Server(Agent):
         config = {
             "ports": ports,
             "performance": {"raft_multiplier": 1},
+            # Servers start together: one that tries to join before the
+            # first has bound its gossip port retries within a second, not
+            # after Consul's 30 s.
+            "retry_interval": "1s",
         }
         if extra_config:
             for key, value in extra_config.items():
@@ -86,7 +91,7 @@ class Cluster:
             http, server, lan, wan = free_ports(4)
             ports = {"http": http, "server": server, "serf_lan": lan, "serf_wan": wan,
                      "dns": -1, "grpc": -1}
-            if all(_port_free(ip, p) for ip in self.ips for p in (http, server)):
+            if all(_port_free(ip, p) for ip in self.ips for p in (http, server, lan)):
                 break
         else:
             raise AssertionError("no common free ports on the loopback addresses")

@@ -1,5 +1,5 @@
-"""`/v1/agent/members`, `join` and `force-leave` on a single agent (the
-gossip pool arrives with the serf work; until then the agent is alone)."""
+"""`/v1/agent/members`, `join` and `force-leave` on a dev agent alone in
+its LAN pool (test_lan_pool.py covers pools of several agents)."""
 
 from __future__ import annotations
 

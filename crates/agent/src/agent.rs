@@ -15,6 +15,7 @@ use consensus::{Cluster, ClusterError, ReadMode};
 
 use crate::config::Config;
 use crate::events::EventBuffer;
+use crate::lan::LanPool;
 use crate::local_log::LocalLog;
 use crate::local_state::LocalState;
 use crate::persisted::{Definition, DefinitionStore};
@@ -84,6 +85,8 @@ pub struct Agent {
     session_timers: SessionTimers,
     lock_delays: LockDelays,
     events: EventBuffer,
+    /// The LAN gossip pool, once started.
+    lan: std::sync::OnceLock<Arc<LanPool>>,
 }
 
 impl Agent {
@@ -128,6 +131,7 @@ impl Agent {
             session_timers: SessionTimers::default(),
             lock_delays: LockDelays::default(),
             events: EventBuffer::default(),
+            lan: std::sync::OnceLock::new(),
         }))
     }
 
@@ -475,6 +479,16 @@ impl Agent {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Gives the agent its LAN gossip pool (once; later calls are ignored).
+    pub fn attach_lan(&self, lan: Arc<LanPool>) {
+        let _ = self.lan.set(lan);
+    }
+
+    /// The LAN gossip pool, when the agent runs one.
+    pub fn lan(&self) -> Option<&Arc<LanPool>> {
+        self.lan.get()
     }
 
     /// Asks the agent to leave and stop; every server loop watches

@@ -7,7 +7,9 @@ pub mod checks;
 pub mod config;
 pub mod decode;
 pub mod events;
-pub mod go_duration;
+pub mod lan;
+/// Re-exported so the agent's users keep one path to it.
+pub use go_duration;
 mod local_log;
 pub mod local_state;
 pub mod persisted;

@@ -1,31 +1,37 @@
 //! The server role: the agent's Raft server, built from its configuration.
 //!
 //! A dev agent runs a one-server cluster with its log in memory; a server
-//! keeps its log, vote and snapshots under `data_dir/raft` and joins the
-//! others through the server port (`ports.server`, 8300). Both write
-//! through the same [`Cluster`].
+//! keeps its log, vote and snapshots under `data_dir/raft`, finds the other
+//! servers through the LAN gossip pool's tags and talks to them on the
+//! server port (`ports.server`, 8300). Both write through the same
+//! [`Cluster`].
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensus::{Cluster, ClusterOptions, RaftNode, RaftOptions, RpcClient, ServerNode};
+use consensus::{
+    Cluster, ClusterOptions, RaftNode, RaftOptions, RpcClient, ServerInfo, ServerNode,
+};
+use serf::{Event, MemberEventKind};
 use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::Config;
+use crate::lan::{LanPool, ServerMeta};
 
 /// Why the server role could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("failed to listen on the server port {addr}: {source}")]
+    #[error("failed to listen on the server port {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
     #[error("cannot start raft: {0}")]
     Raft(#[from] consensus::NodeError),
-    #[error("cannot keep the node ID in {path}: {source}")]
+    #[error("cannot keep the node ID in {path}")]
     NodeId {
         path: String,
         source: std::io::Error,
@@ -73,6 +79,8 @@ pub fn persistent_node_id(
         path: path.display().to_string(),
         source,
     };
+    // Consul makes the data directory on first start.
+    std::fs::create_dir_all(dir).map_err(failed)?;
     match std::fs::read_to_string(&path) {
         Ok(saved) if !saved.trim().is_empty() && wanted.is_none_or(|w| w == saved.trim()) => {
             return Ok(saved.trim().to_lowercase())
@@ -126,12 +134,6 @@ pub async fn start(config: &Config, node_id: &str) -> Result<ServerRole, ServerE
         .map_err(|source| ServerError::Listen { addr: bind, source })?;
     let client = RpcClient::default();
     let raft = RaftNode::open(id, me, &dir.join("raft"), options, client.clone()).await?;
-    let join = config
-        .start_join
-        .iter()
-        .chain(&config.retry_join)
-        .map(|a| server_port_addr(a, config.ports.server))
-        .collect();
     let cluster = Cluster::start(
         raft,
         client,
@@ -139,7 +141,6 @@ pub async fn start(config: &Config, node_id: &str) -> Result<ServerRole, ServerE
             datacenter: config.datacenter.clone(),
             bootstrap: config.bootstrap || config.bootstrap_expect == Some(1),
             expect: config.bootstrap_expect.unwrap_or(0),
-            join,
             hold_timeout: config.rpc_hold_timeout,
             cleanup_dead_servers: config.cleanup_dead_servers,
             ..ClusterOptions::default()
@@ -161,36 +162,44 @@ pub fn advertise_ip(config: &Config) -> std::net::IpAddr {
     }
 }
 
-/// A join address names an agent's gossip address (`host` or
-/// `host:port`, the port being its Serf LAN port); servers meet on the
-/// same host's server port.
-fn server_port_addr(join: &str, server_port: u16) -> String {
-    let host = match join.rsplit_once(':') {
-        // `[v6]:port` or `v4:port`; a bare IPv6 address has more colons.
-        Some((host, port)) if port.parse::<u16>().is_ok() && !host.contains(':') => host,
-        Some((host, port)) if port.parse::<u16>().is_ok() && host.starts_with('[') => host,
-        _ => join,
+/// Tells `cluster` of every server the LAN pool knows, now and as servers
+/// join or change, so that servers meet through gossip as Consul's do.
+/// Runs until the pool stops.
+pub async fn discover_servers(lan: Arc<LanPool>, cluster: Arc<Cluster>) {
+    let mut events = lan.subscribe();
+    let datacenter = cluster.me().datacenter.clone();
+    let introduce = |s: &ServerMeta| {
+        cluster.discovered(ServerInfo {
+            id: consensus::server_id(&s.id),
+            uuid: s.id.clone(),
+            name: s.name.clone(),
+            addr: s.addr.to_string(),
+            datacenter: s.datacenter.clone(),
+            expect: s.expect,
+        })
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.contains(':') {
-        format!("[{host}]:{server_port}")
-    } else {
-        format!("{host}:{server_port}")
+    lan.servers(&datacenter).iter().for_each(introduce);
+    loop {
+        match events.recv().await {
+            Ok(Event::Member {
+                kind: MemberEventKind::Join | MemberEventKind::Update,
+                members,
+            }) => {
+                members
+                    .iter()
+                    .filter_map(ServerMeta::of)
+                    .for_each(|s| introduce(&s));
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => lan.servers(&datacenter).iter().for_each(introduce),
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn join_addresses_lead_to_the_server_port() {
-        assert_eq!(server_port_addr("10.0.0.1", 8300), "10.0.0.1:8300");
-        assert_eq!(server_port_addr("10.0.0.1:8301", 8300), "10.0.0.1:8300");
-        assert_eq!(server_port_addr("[::1]:8301", 8300), "[::1]:8300");
-        assert_eq!(server_port_addr("::1", 8300), "[::1]:8300");
-        assert_eq!(server_port_addr("consul.local", 9300), "consul.local:9300");
-    }
 
     #[test]
     fn the_multiplier_scales_raft_timing() {

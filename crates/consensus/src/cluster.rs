@@ -225,6 +225,29 @@ impl Cluster {
         }
     }
 
+    /// A server found by other means than a hello (the LAN gossip pool's
+    /// tags): greeted from the next round on. A new address replaces the
+    /// old one.
+    pub fn discovered(&self, info: ServerInfo) {
+        if info.id == self.me.id || info.datacenter != self.me.datacenter {
+            return;
+        }
+        let mut known = lock(&self.known);
+        match known.get_mut(&info.id) {
+            Some(k) => k.info = info,
+            None => {
+                known.insert(
+                    info.id,
+                    Known {
+                        info,
+                        heard: None,
+                        initialized: false,
+                    },
+                );
+            }
+        }
+    }
+
     fn heard_back(&self, reply: HelloReply) {
         let mut known = lock(&self.known);
         if reply.me.id != self.me.id {

@@ -41,7 +41,7 @@ pub use node::{
     WriteError, Written,
 };
 pub use rpc::server::serve;
-pub use rpc::wire::{ConfigServer, ConfigurationView, MembershipRequest, ReadMode};
+pub use rpc::wire::{ConfigServer, ConfigurationView, MembershipRequest, ReadMode, ServerInfo};
 pub use rpc::{CallError, RpcClient};
 pub use types::ServerNode;
 pub use wal::{Entry, GroupCommit, LogState, Wal, WalOptions};

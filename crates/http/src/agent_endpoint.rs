@@ -1,6 +1,5 @@
 //! `/v1/agent/self` and `/v1/agent/leave`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use agent::{Agent, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION};
@@ -77,84 +76,103 @@ pub async fn self_(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
     reply::json(StatusCode::OK, &body, reply::pretty(config.dev, &params))
 }
 
-/// This agent as a gossip member, in Consul's `AgentMember` shape. Until
-/// the gossip layer lands, it is the only member an agent knows.
-fn own_member(agent: &Agent) -> serde_json::Value {
-    let config = agent.config();
-    let role = if config.server { "consul" } else { "node" };
-    let mut tags = BTreeMap::from([
-        ("dc", config.datacenter.clone()),
-        ("id", agent.node_id().to_owned()),
-        ("role", role.to_owned()),
-        ("port", config.ports.server.to_string()),
-        ("build", format!("{CONSUL_COMPATIBLE_VERSION}:praetor")),
-        ("vsn", "2".to_owned()),
-        ("vsn_min", "2".to_owned()),
-        ("vsn_max", "3".to_owned()),
-        ("segment", String::new()),
-    ]);
-    if config.bootstrap {
-        tags.insert("bootstrap", "1".to_owned());
-    }
+/// A gossip member in Consul's `AgentMember` shape (`Status` is serf's
+/// number: 1 alive, 2 leaving, 3 left, 4 failed).
+fn member_json(m: &serf::Member) -> serde_json::Value {
     json!({
-        "Name": config.node_name,
-        "Addr": agent.advertise_ip().to_string(),
-        "Port": config.ports.serf_lan,
-        "Tags": tags,
-        "Status": 1,
-        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
-        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+        "Name": m.name,
+        "Addr": m.addr.to_string(),
+        "Port": m.port,
+        "Tags": m.tags,
+        "Status": m.status.wire(),
+        "ProtocolMin": m.vsn[0], "ProtocolMax": m.vsn[1], "ProtocolCur": m.vsn[2],
+        "DelegateMin": m.vsn[3], "DelegateMax": m.vsn[4], "DelegateCur": m.vsn[5],
     })
 }
 
-/// `/v1/agent/members`: the LAN members (with `?wan`, a server's WAN
-/// member, named `<node>.<dc>` as Consul names them).
+/// This agent as a member: the pool's view of it, or what it would
+/// gossip when no pool runs.
+fn own_member(agent: &Agent) -> serde_json::Value {
+    if let Some(m) = agent.lan().and_then(|lan| lan.local_member()) {
+        return member_json(&m);
+    }
+    let config = agent.config();
+    member_json(&serf::Member {
+        name: config.node_name.clone(),
+        addr: agent.advertise_ip(),
+        port: config.ports.serf_lan,
+        tags: agent::lan::lan_tags(config, agent.node_id()),
+        status: serf::MemberStatus::Alive,
+        vsn: [1, 5, 2, 2, 5, 4],
+    })
+}
+
+/// `/v1/agent/members`: the LAN pool's members, whatever their status
+/// (with `?wan`, a server's WAN member, named `<node>.<dc>` as Consul
+/// names them).
 pub async fn members(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
         return refused;
     }
     let params = Params::parse(uri.query());
-    let mut member = own_member(&agent);
+    let pretty = reply::pretty(agent.config().dev, &params);
     if params.has("wan") {
         if !agent.config().server {
-            return reply::ok(
-                &Vec::<serde_json::Value>::new(),
-                reply::pretty(agent.config().dev, &params),
-            );
+            return reply::ok(&Vec::<serde_json::Value>::new(), pretty);
         }
         let config = agent.config();
+        let mut member = own_member(&agent);
         member["Name"] = json!(format!("{}.{}", config.node_name, config.datacenter));
         member["Port"] = json!(config.ports.serf_wan);
+        return reply::ok(&[member], pretty);
     }
-    reply::ok(&[member], reply::pretty(agent.config().dev, &params))
+    let Some(lan) = agent.lan() else {
+        return reply::ok(&[own_member(&agent)], pretty);
+    };
+    let mut members = lan.members();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let body: Vec<serde_json::Value> = members.iter().map(member_json).collect();
+    reply::ok(&body, pretty)
 }
 
-/// `/v1/agent/join/<address>`: joining needs the gossip layer, which this
-/// agent does not run yet, so every join fails the way an unreachable
-/// address does, with the reason.
-pub async fn join(State(_agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
+/// `/v1/agent/join/<address>`: joins the LAN pool through the agent at
+/// `address` (its LAN port when the address names none).
+pub async fn join(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
         return refused;
     }
-    let address = crate::catalog::tail(&uri, "/v1/agent/join/");
-    crate::error::HttpError::internal(format!(
-        "1 error occurred:\n\t* Failed to join {address}: gossip is not running on this agent yet\n\n"
-    ))
-    .into_response()
+    let address = crate::catalog::tail(&uri, "/v1/agent/join/").to_owned();
+    let Some(lan) = agent.lan() else {
+        return crate::error::HttpError::internal(format!(
+            "1 error occurred:\n\t* Failed to join {address}: this agent runs no gossip pool\n\n"
+        ))
+        .into_response();
+    };
+    match lan.join(std::slice::from_ref(&address)).await {
+        Ok(_) => reply::empty_ok(),
+        Err(error) => crate::error::HttpError::internal(format!(
+            "1 error occurred:\n\t* Failed to join {address}: {error}\n\n"
+        ))
+        .into_response(),
+    }
 }
 
-/// `/v1/agent/force-leave/<node>`: only this agent is a member, and it is
-/// alive, so forcing it out changes nothing (as serf ignores live members).
+/// `/v1/agent/force-leave/<node>[?prune]`: marks a failed member as left
+/// (a live member refutes it, as in serf); `prune` forgets it at once.
 pub async fn force_leave(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
         return refused;
     }
-    let node = crate::catalog::tail(&uri, "/v1/agent/force-leave/");
-    if node.eq_ignore_ascii_case(&agent.config().node_name) {
-        reply::empty_ok()
-    } else {
-        crate::error::HttpError::internal(format!("agent: No node found with name '{node}'"))
-            .into_response()
+    let node = crate::catalog::tail(&uri, "/v1/agent/force-leave/").to_owned();
+    let prune = Params::parse(uri.query()).has("prune");
+    let result = match agent.lan() {
+        Some(lan) => lan.force_leave(&node, prune).await,
+        None if node.eq_ignore_ascii_case(&agent.config().node_name) => Ok(()),
+        None => Err(format!("agent: No node found with name '{node}'")),
+    };
+    match result {
+        Ok(()) => reply::empty_ok(),
+        Err(error) => crate::error::HttpError::internal(error).into_response(),
     }
 }
 

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::config::{self, AgentFlags, Config};
+use agent::lan::LanPool;
 use agent::{Agent, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 /// How often the tombstone reaper looks at the graveyard.
 const REAP_TICK: Duration = Duration::from_secs(30);
+/// How long a graceful leave may take to reach the LAN pool.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run(flags: AgentFlags) -> u8 {
     let loaded = match config::load(&flags) {
@@ -113,6 +116,17 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     } else {
         Agent::new(config).context("Error starting agent")?
     };
+    let lan = LanPool::start(agent.config(), &node_id)
+        .await
+        .context("Error starting agent")?;
+    agent.attach_lan(Arc::clone(&lan));
+    if let Some(cluster) = agent.cluster() {
+        tokio::spawn(agent::server::discover_servers(
+            Arc::clone(&lan),
+            Arc::clone(cluster),
+        ));
+    }
+    join_lan(&agent, &lan).await?;
     let c = agent.config();
     tracing::info!(
         version = PRAETOR_VERSION,
@@ -195,13 +209,22 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             Err(_) => tracing::warn!("DNS server did not drain in time"),
         }
     }
-    if let Some(cluster) = agent.cluster() {
-        if agent.leaves_cluster() {
-            tracing::info!("agent: leaving the raft configuration");
-            if let Err(error) = cluster.leave().await {
-                tracing::warn!(%error, "could not leave the raft configuration");
-            }
+    if let Some(cluster) = agent.cluster().filter(|_| agent.leaves_cluster()) {
+        tracing::info!("agent: leaving the raft configuration");
+        if let Err(error) = cluster.leave().await {
+            tracing::warn!(%error, "could not leave the raft configuration");
         }
+    }
+    if agent.leaves_cluster() {
+        tracing::info!("agent: leaving the LAN pool");
+        match tokio::time::timeout(LEAVE_TIMEOUT, lan.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not leave the LAN pool"),
+            Err(_) => tracing::warn!("the LAN pool leave timed out"),
+        }
+    }
+    lan.shutdown().await;
+    if let Some(cluster) = agent.cluster() {
         if let Some(task) = rpc_server {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
@@ -213,6 +236,30 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     tracing::info!("agent: shutdown complete");
+    Ok(())
+}
+
+/// Joins the agents `-join` names (failing the start if none answers),
+/// then keeps trying `-retry-join` in the background until one answers.
+async fn join_lan(agent: &Arc<Agent>, lan: &Arc<LanPool>) -> anyhow::Result<()> {
+    let config = agent.config();
+    if !config.start_join.is_empty() {
+        let joined = lan
+            .join(&config.start_join)
+            .await
+            .map_err(|error| anyhow::anyhow!("Error starting agent: Failed to join: {error}"))?;
+        tracing::info!(nodes = joined, "agent: joined the LAN pool");
+    }
+    if !config.retry_join.is_empty() {
+        let (lan, agent) = (Arc::clone(lan), Arc::clone(agent));
+        let (addrs, interval) = (config.retry_join.clone(), config.retry_interval);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = lan.retry_join(addrs, interval) => {}
+                _ = agent.stopping() => {}
+            }
+        });
+    }
     Ok(())
 }
 
@@ -241,12 +288,25 @@ async fn stop_on_signal(agent: Arc<Agent>) {
         tracing::warn!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = interrupt.recv() => tracing::info!("caught signal: interrupt"),
-        _ = terminate.recv() => tracing::info!("caught signal: terminated"),
+    // Consul's defaults: a client leaves the pool on either signal, a
+    // server only stops (`skip_leave_on_interrupt`, `leave_on_terminate`).
+    let config = agent.config();
+    let graceful = tokio::select! {
+        _ = interrupt.recv() => {
+            tracing::info!("caught signal: interrupt");
+            !config.server && !config.dev
+        }
+        _ = terminate.recv() => {
+            tracing::info!("caught signal: terminated");
+            config.leave_on_terminate
+        }
         _ = agent.stopping() => return,
+    };
+    if graceful {
+        agent.leave_cluster();
+    } else {
+        agent.leave();
     }
-    agent.leave();
 }
 
 /// The DNS interface's settings from the agent's configuration.

@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::backend::{resolve, stream_event, AgentBackend};
 use crate::config::{self, AgentConfig};
+use crate::handle::NodeHandle;
 use crate::handlers::{self, EventScript};
 use crate::node::{AgentNode, NodeParts, Published};
 
@@ -107,17 +108,7 @@ pub async fn run(
     } else if let Some(k) = cfg.encrypt_bytes()? {
         keys.push(k);
     }
-    if let Some((first, rest)) = keys.split_first() {
-        let bad = |e: gossip::CodecError| {
-            config::ConfigError::Invalid(format!("Invalid encryption key: {e}"))
-        };
-        let primary = gossip::keyring::Key::new(first).map_err(bad)?;
-        let others = rest
-            .iter()
-            .map(|k| gossip::keyring::Key::new(k).map_err(bad))
-            .collect::<Result<Vec<_>, _>>()?;
-        gcfg.keyring = Some(gossip::keyring::Keyring::new(primary, others));
-    }
+    gcfg.keyring = config::keyring(&keys)?;
 
     // Tags: flags and files, or a tags file.
     let tags_file = (!cfg.tags_file.is_empty()).then(|| PathBuf::from(&cfg.tags_file));
@@ -195,8 +186,10 @@ pub async fn run(
     let mut agent_stats = BTreeMap::new();
     agent_stats.insert("name".to_string(), cfg.node_name.clone());
     let backend = Arc::new(AgentBackend {
-        runner: runner.clone(),
-        published: published.clone(),
+        node: NodeHandle {
+            runner: runner.clone(),
+            published: published.clone(),
+        },
         events: stream_tx.clone(),
         logs,
         stop: stop_tx,

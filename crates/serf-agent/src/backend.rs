@@ -13,7 +13,8 @@ use serf_rpc::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::node::{AgentNode, Published};
+use crate::handle::NodeHandle;
+use crate::node::AgentNode;
 
 /// Converts a core member to its RPC shape.
 pub fn rpc_member(m: &serf::Member) -> serf_rpc::Member {
@@ -35,7 +36,11 @@ pub fn rpc_member(m: &serf::Member) -> serf_rpc::Member {
 /// Resolves join addresses the way Serf does: `host`, `host:port`, an IP
 /// or `[v6]:port`; port 7946 when missing.
 pub fn resolve(addrs: &[String]) -> (Vec<SocketAddr>, Vec<String>) {
-    let port = gossip::shell::DEFAULT_PORT;
+    resolve_with_port(addrs, gossip::shell::DEFAULT_PORT)
+}
+
+/// [`resolve`] with `port` for addresses that name none.
+pub fn resolve_with_port(addrs: &[String], port: u16) -> (Vec<SocketAddr>, Vec<String>) {
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for a in addrs {
@@ -131,8 +136,7 @@ pub fn stream_event(
 }
 
 pub struct AgentBackend {
-    pub runner: Arc<RunnerHandle<AgentNode>>,
-    pub published: Arc<Published>,
+    pub node: NodeHandle,
     pub events: broadcast::Sender<StreamEvent>,
     pub logs: broadcast::Sender<LogLine>,
     /// Set when the agent should exit (after an RPC `leave`).
@@ -141,44 +145,19 @@ pub struct AgentBackend {
     pub event_handlers: Vec<String>,
 }
 
-impl AgentBackend {
-    async fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut AgentNode, std::time::Instant) -> R + Send + 'static,
-    ) -> Result<R, String> {
-        self.runner
-            .run(move |n, now, _| f(n, now))
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
 impl Backend for AgentBackend {
     fn members(&self) -> Vec<serf_rpc::Member> {
-        self.published
-            .members
-            .read()
-            .map(|m| m.iter().map(rpc_member).collect())
-            .unwrap_or_default()
+        self.node.members().iter().map(rpc_member).collect()
     }
 
     async fn join(&self, addrs: Vec<String>, replay: bool) -> Result<u32, String> {
-        let (resolved, mut errors) = resolve(&addrs);
-        let (tx, rx) = oneshot::channel();
-        self.run(move |n, now| n.join(now, &resolved, replay, tx))
-            .await?;
-        let (joined, errs) = rx.await.map_err(|_| "the agent stopped".to_string())?;
-        errors.extend(errs);
-        if joined == 0 && !errors.is_empty() {
-            return Err(errors.join("; "));
-        }
-        Ok(joined as u32)
+        self.node
+            .join(&addrs, gossip::shell::DEFAULT_PORT, replay)
+            .await
     }
 
     async fn leave(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.run(move |n, now| n.leave(now, tx)).await??;
-        rx.await.map_err(|_| "the agent stopped".to_string())
+        self.node.leave().await
     }
 
     fn shutdown(&self) {
@@ -186,8 +165,7 @@ impl Backend for AgentBackend {
     }
 
     async fn force_leave(&self, node: String, prune: bool) -> Result<(), String> {
-        self.run(move |n, now| n.serf.force_leave(now, &node, prune))
-            .await
+        self.node.force_leave(node, prune).await
     }
 
     async fn user_event(
@@ -196,12 +174,7 @@ impl Backend for AgentBackend {
         payload: Vec<u8>,
         coalesce: bool,
     ) -> Result<(), String> {
-        self.run(move |n, now| {
-            n.serf
-                .user_event(now, &name, &payload, coalesce)
-                .map_err(|e| e.to_string())
-        })
-        .await?
+        self.node.user_event(name, payload, coalesce).await
     }
 
     async fn update_tags(
@@ -209,15 +182,16 @@ impl Backend for AgentBackend {
         set: BTreeMap<String, String>,
         delete: Vec<String>,
     ) -> Result<(), String> {
-        self.run(move |n, now| {
-            let mut tags = n.serf.tags().clone();
-            for k in &delete {
-                tags.remove(k);
-            }
-            tags.extend(set);
-            n.set_tags(now, tags)
-        })
-        .await?
+        self.node
+            .run(move |n, now| {
+                let mut tags = n.serf.tags().clone();
+                for k in &delete {
+                    tags.remove(k);
+                }
+                tags.extend(set);
+                n.set_tags(now, tags)
+            })
+            .await?
     }
 
     async fn query(&self, params: QueryParams) -> Result<QueryStream, String> {
@@ -233,6 +207,7 @@ impl Backend for AgentBackend {
         let payload = params.payload;
         let (tx2, rx2) = mpsc::channel(4096);
         let timeout = self
+            .node
             .run(move |n, now| n.query(now, &name, &payload, &qp, tx2))
             .await??;
         // Translate the core's records into the RPC's.
@@ -274,6 +249,7 @@ impl Backend for AgentBackend {
         };
         let (tx, rx) = oneshot::channel();
         let started = self
+            .node
             .run(move |n, now| n.key_query(now, kop, key.as_deref(), tx))
             .await;
         let summary = match started {
@@ -309,10 +285,10 @@ impl Backend for AgentBackend {
     fn stats(&self) -> Stats {
         let mut out = Stats::new();
         out.insert("agent".into(), self.agent_stats.clone());
-        if let Ok(s) = self.published.stats.read() {
+        if let Ok(s) = self.node.published.stats.read() {
             out.insert("serf".into(), s.clone());
         }
-        if let Ok(l) = self.published.local.read() {
+        if let Ok(l) = self.node.published.local.read() {
             if let Some(m) = l.as_ref() {
                 out.insert("tags".into(), m.tags.clone());
             }
@@ -341,6 +317,12 @@ impl Backend for AgentBackend {
     }
 
     fn coordinate(&self, node: &str) -> Option<Coordinate> {
-        self.published.coordinates.read().ok()?.get(node).cloned()
+        self.node
+            .published
+            .coordinates
+            .read()
+            .ok()?
+            .get(node)
+            .cloned()
     }
 }

@@ -263,6 +263,20 @@ impl AgentConfig {
     }
 }
 
+/// The keyring for raw `keys`, the first one primary; `None` for no keys.
+pub fn keyring(keys: &[Vec<u8>]) -> Result<Option<gossip::keyring::Keyring>, ConfigError> {
+    let Some((first, rest)) = keys.split_first() else {
+        return Ok(None);
+    };
+    let bad = |e: gossip::CodecError| ConfigError::Invalid(format!("Invalid encryption key: {e}"));
+    let primary = gossip::keyring::Key::new(first).map_err(bad)?;
+    let others = rest
+        .iter()
+        .map(|k| gossip::keyring::Key::new(k).map_err(bad))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(gossip::keyring::Keyring::new(primary, others)))
+}
+
 /// Reads `-config-file`/`-config-dir` paths in order: files directly,
 /// directories by their `*.json` files in name order.
 pub fn read_config_paths(paths: &[PathBuf]) -> Result<Vec<Partial>, ConfigError> {
@@ -345,8 +359,8 @@ pub fn decode(path: &str, text: &str) -> Result<Partial, ConfigError> {
         let s = v
             .as_str()
             .ok_or_else(|| ty(key, "a duration such as \"30s\""))?;
-        let ns = agent::go_duration::parse_go_duration(s)
-            .map_err(|_| ty(key, "a duration such as \"30s\""))?;
+        let ns =
+            go_duration::parse_go_duration(s).map_err(|_| ty(key, "a duration such as \"30s\""))?;
         u64::try_from(ns)
             .map(Duration::from_nanos)
             .map_err(|_| ty(key, "a non-negative duration"))

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod backend;
 pub mod config;
+pub mod handle;
 pub mod handlers;
 pub mod logs;
 pub mod node;

@@ -78,6 +78,15 @@ pub struct AgentFlags {
     /// An agent to join, retried until it answers; repeatable.
     #[arg(long = "retry-join")]
     pub retry_join: Vec<String>,
+    /// Time between rounds of -retry-join (a Go duration).
+    #[arg(long = "retry-interval")]
+    pub retry_interval: Option<String>,
+    /// The gossip encryption key, base64.
+    #[arg(long)]
+    pub encrypt: Option<String>,
+    /// Rejoin the pool from the gossip snapshot even after a leave.
+    #[arg(long, num_args(0..=1), require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set, default_value = "false")]
+    pub rejoin: bool,
     /// Wait for this many servers before bootstrapping.
     #[arg(long = "bootstrap-expect")]
     pub bootstrap_expect: Option<u32>,
@@ -154,6 +163,12 @@ impl AgentFlags {
         if let Some(v) = &self.pid_file {
             add("pid-file", "pid_file", path(v));
         }
+        if let Some(v) = &self.retry_interval {
+            add("retry-interval", "retry_interval", v.as_str().into());
+        }
+        if let Some(v) = &self.encrypt {
+            add("encrypt", "encrypt", v.as_str().into());
+        }
         for (flag, key, addrs) in [
             ("join", "start_join", &self.join),
             ("retry-join", "retry_join", &self.retry_join),
@@ -171,6 +186,7 @@ impl AgentFlags {
             ("server", "server", self.server),
             ("bootstrap", "bootstrap", self.bootstrap),
             ("ui", "ui", self.ui),
+            ("rejoin", "rejoin_after_leave", self.rejoin),
             (
                 "enable-script-checks",
                 "enable_script_checks",

@@ -55,6 +55,13 @@ pub struct Config {
     /// keep trying until one answers (`retry_join`, `-retry-join`).
     pub start_join: Vec<String>,
     pub retry_join: Vec<String>,
+    /// How long between rounds of `retry_join`.
+    pub retry_interval: Duration,
+    /// After a graceful leave, rejoin the pool from the gossip snapshot
+    /// at the next start.
+    pub rejoin_after_leave: bool,
+    /// The gossip encryption key (base64 of 16, 24 or 32 bytes).
+    pub encrypt: Option<String>,
     /// Autopilot removes servers that stay dead.
     pub cleanup_dead_servers: bool,
     /// `raft_snapshot_threshold` and `raft_trailing_logs`.
@@ -226,6 +233,9 @@ impl Default for Config {
             raft_multiplier: 5,
             start_join: Vec::new(),
             retry_join: Vec::new(),
+            retry_interval: Duration::from_secs(30),
+            rejoin_after_leave: false,
+            encrypt: None,
             cleanup_dead_servers: true,
             raft_snapshot_threshold: 16384,
             raft_trailing_logs: 10240,
@@ -342,6 +352,9 @@ impl Config {
             ("alt_domain", P::Str(v)) => self.alt_domain = Some(v).filter(|d| !d.is_empty()),
             ("recursors", P::StrList(v)) => self.recursors = v,
             ("retry_join", P::StrList(v)) => self.retry_join.extend(v),
+            ("retry_interval", P::Duration(v)) => self.retry_interval = v,
+            ("rejoin_after_leave", P::Bool(v)) => self.rejoin_after_leave = v,
+            ("encrypt", P::Str(v)) => self.encrypt = Some(v).filter(|k| !k.is_empty()),
             ("start_join", P::StrList(v)) => self.start_join.extend(v),
             ("autopilot.cleanup_dead_servers", P::Bool(v)) => self.cleanup_dead_servers = v,
             ("raft_snapshot_threshold", P::Int(v)) => {

@@ -1,0 +1,394 @@
+//! The LAN gossip pool. Every agent, server or client, is a member of its
+//! datacenter's Serf pool on `ports.serf_lan` (8301), tagged as Consul
+//! tags its members, so that agents find the servers from gossip and a
+//! node's failure is noticed by its peers rather than by the servers.
+//!
+//! The pool runs the same [`AgentNode`] the Serf agent runs; this module
+//! builds it from the Consul configuration and reads Consul's meaning out
+//! of the members' tags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gossip::shell::{bind_both, runner};
+use serf::snapshot::Snapshotter;
+use serf::{Event, Member, MemberStatus, Serf, Tags};
+use serf_agent::handle::NodeHandle;
+use serf_agent::node::{AgentNode, NodeParts, Published};
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::CONSUL_COMPATIBLE_VERSION;
+
+/// Consul's default `reconnect_timeout`: a failed member is forgotten
+/// after three days.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
+
+/// Why the pool could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LanError {
+    #[error("Failed to configure keyring: {0}")]
+    Keyring(String),
+    #[error("Failed to start LAN Serf: failed to listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("Failed to start LAN Serf: {0}")]
+    Start(String),
+}
+
+/// A Consul server as its LAN tags describe it (Consul's
+/// `metadata.IsConsulServer`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMeta {
+    pub name: String,
+    /// Its node ID (the `id` tag).
+    pub id: String,
+    pub datacenter: String,
+    /// Its server port: the member's address with the `port` tag.
+    pub addr: SocketAddr,
+    /// Its `bootstrap_expect` (0: none).
+    pub expect: u32,
+    pub bootstrap: bool,
+    pub status: MemberStatus,
+}
+
+impl ServerMeta {
+    /// The server a member is, if its tags say it is one; a member whose
+    /// server tags do not parse is not taken for a server.
+    pub fn of(member: &Member) -> Option<ServerMeta> {
+        let tags = &member.tags;
+        if tags.get("role").map(String::as_str) != Some("consul") {
+            return None;
+        }
+        let port: u16 = tags.get("port")?.parse().ok()?;
+        let expect = match tags.get("expect") {
+            Some(e) => e.parse().ok()?,
+            None => 0,
+        };
+        Some(ServerMeta {
+            name: member.name.clone(),
+            id: tags.get("id").cloned().unwrap_or_default(),
+            datacenter: tags.get("dc")?.clone(),
+            addr: SocketAddr::new(member.addr, port),
+            expect,
+            bootstrap: tags.get("bootstrap").is_some_and(|b| b == "1"),
+            status: member.status,
+        })
+    }
+}
+
+/// The tags a Consul agent gossips: its role, datacenter, node ID and
+/// protocol range; servers add their server port and bootstrap settings.
+pub fn lan_tags(config: &Config, node_id: &str) -> Tags {
+    let mut tags = Tags::new();
+    let mut set = |k: &str, v: String| {
+        tags.insert(k.to_owned(), v);
+    };
+    let server = config.server || config.dev;
+    set("role", if server { "consul" } else { "node" }.into());
+    set("dc", config.datacenter.clone());
+    set("segment", String::new());
+    set("id", node_id.to_owned());
+    set("vsn", "2".into());
+    set("vsn_min", "2".into());
+    set("vsn_max", "3".into());
+    set("build", format!("{CONSUL_COMPATIBLE_VERSION}:praetor"));
+    if server {
+        set("port", config.ports.server.to_string());
+        set("raft_vsn", "3".into());
+        set("wan_join_port", config.ports.serf_wan.to_string());
+        if config.bootstrap {
+            set("bootstrap", "1".into());
+        }
+        if let Some(expect) = config.bootstrap_expect {
+            set("expect", expect.to_string());
+        }
+    }
+    tags
+}
+
+/// The running pool.
+pub struct LanPool {
+    node: NodeHandle,
+    events: broadcast::Sender<Event>,
+    /// The port join addresses without one are taken to mean.
+    port: u16,
+}
+
+impl LanPool {
+    /// Binds `bind_addr:serf_lan` and starts gossiping; rejoins the nodes
+    /// the snapshot remembers unless the last run left the pool.
+    pub async fn start(config: &Config, node_id: &str) -> Result<Arc<LanPool>, LanError> {
+        let bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
+        let mut advertise = SocketAddr::new(crate::server::advertise_ip(config), bind.port());
+        let (listener, udp) = bind_both(bind).await.map_err(|e| LanError::Listen {
+            addr: bind,
+            reason: e.to_string(),
+        })?;
+        if let Ok(local) = listener.local_addr() {
+            gossip::shell::resolve_advertise(&mut advertise, local)
+                .map_err(|e| LanError::Start(e.to_string()))?;
+        }
+        let mut gossip_config = gossip::Config::lan(config.node_name.clone(), advertise);
+        let dir = (!config.dev)
+            .then(|| config.data_dir.as_ref().map(|d| d.join("serf")))
+            .flatten();
+        let keyring_file = dir.as_ref().map(|d| d.join("local.keyring"));
+        gossip_config.keyring = keyring(config, keyring_file.as_deref())?;
+
+        let mut serf_config = serf::Config::new(gossip_config);
+        serf_config.tags = lan_tags(config, node_id);
+        serf_config.reconnect_timeout = RECONNECT_TIMEOUT;
+        // Node IDs, not a vote of the pool, settle who owns a name.
+        serf_config.enable_name_conflict_resolution = false;
+
+        let now = Instant::now();
+        let (snapshot, previous) = match &dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| LanError::Start(format!("{}: {e}", d.display())))?;
+                let (s, prev) =
+                    Snapshotter::open(&d.join("local.snapshot"), config.rejoin_after_leave, now)
+                        .map_err(|e| LanError::Start(e.to_string()))?;
+                (Some(s), Some(prev))
+            }
+            None => (None, None),
+        };
+        let mut serf = Serf::new(serf_config, now, rand::random())
+            .map_err(|e| LanError::Start(e.to_string()))?;
+        if let Some(prev) = &previous {
+            serf.restore(prev);
+        }
+        let published = Arc::new(Published::default());
+        let (events, _) = broadcast::channel(4096);
+        let parts = NodeParts {
+            // Member events drive the catalog and server discovery: they
+            // go out as they happen, not coalesced.
+            coalescer: None,
+            snapshot,
+            events: events.clone(),
+            keyring_file,
+            tags_file: None,
+            published: Arc::clone(&published),
+        };
+        let runner = runner::start(AgentNode::new(serf, parts, now), listener, udp)
+            .map_err(|e| LanError::Start(e.to_string()))?;
+        let pool = Arc::new(LanPool {
+            node: NodeHandle {
+                runner: Arc::new(runner),
+                published,
+            },
+            events,
+            port: bind.port(),
+        });
+        if let Some(prev) = previous {
+            let me = config.node_name.clone();
+            let addrs: Vec<String> = prev
+                .alive
+                .into_iter()
+                .filter(|(name, _)| *name != me)
+                .map(|(_, addr)| addr)
+                .collect();
+            tokio::spawn(Arc::clone(&pool).rejoin(addrs));
+        }
+        Ok(pool)
+    }
+
+    /// Joins the first previously known node that answers.
+    async fn rejoin(self: Arc<Self>, addrs: Vec<String>) {
+        for addr in addrs {
+            if self.join(std::slice::from_ref(&addr)).await.is_ok() {
+                tracing::info!(%addr, "serf: re-joined a previously known node");
+                return;
+            }
+        }
+    }
+
+    /// Every member of the pool, as last published (this agent included).
+    pub fn members(&self) -> Vec<Member> {
+        self.node.members()
+    }
+
+    /// This agent as a member.
+    pub fn local_member(&self) -> Option<Member> {
+        self.node.local_member()
+    }
+
+    /// The servers of `datacenter` the pool says are alive.
+    pub fn servers(&self, datacenter: &str) -> Vec<ServerMeta> {
+        self.members()
+            .iter()
+            .filter_map(ServerMeta::of)
+            .filter(|s| s.datacenter == datacenter && s.status == MemberStatus::Alive)
+            .collect()
+    }
+
+    /// The pool's events as they happen: member changes and user events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Joins the agents at `addrs` (`host`, `ip`, `host:port`); a missing
+    /// port is this agent's LAN port. Returns how many were contacted.
+    pub async fn join(&self, addrs: &[String]) -> Result<u32, String> {
+        self.node.join(addrs, self.port, false).await
+    }
+
+    /// Joins `addrs` every `interval` until one round contacts a node.
+    pub async fn retry_join(&self, addrs: Vec<String>, interval: Duration) {
+        loop {
+            tracing::info!(addrs = ?addrs, "agent: joining the LAN pool");
+            match self.join(&addrs).await {
+                Ok(n) => {
+                    tracing::info!(nodes = n, "agent: joined the LAN pool");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_interval = ?interval, "agent: join failed, will retry");
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// Leaves the pool gracefully: the others see this agent as left, not
+    /// failed.
+    pub async fn leave(&self) -> Result<(), String> {
+        self.node.leave().await
+    }
+
+    /// Marks the failed member `node` as left (`prune`: forgets it too).
+    pub async fn force_leave(&self, node: &str, prune: bool) -> Result<(), String> {
+        if !self.members().iter().any(|m| m.name == node) {
+            return Err(format!("agent: No node found with name '{node}'"));
+        }
+        self.node.force_leave(node.to_owned(), prune).await
+    }
+
+    /// Gossips a user event.
+    pub async fn user_event(&self, name: String, payload: Vec<u8>) -> Result<(), String> {
+        self.node.user_event(name, payload, false).await
+    }
+
+    /// Stops gossiping (after a final snapshot flush), without a leave.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .node
+            .run(|n, _| {
+                n.close();
+                n.request_stop();
+            })
+            .await;
+    }
+}
+
+/// The pool's keyring: the keyring file a previous start wrote, else the
+/// `encrypt` key (then written to the file so later starts keep using the
+/// keys installed since), else none.
+fn keyring(
+    config: &Config,
+    file: Option<&Path>,
+) -> Result<Option<gossip::keyring::Keyring>, LanError> {
+    let failed = |e: serf_agent::config::ConfigError| LanError::Keyring(e.to_string());
+    if let Some(path) = file.filter(|p| p.exists()) {
+        if config.encrypt.is_some() {
+            tracing::warn!(
+                path = %path.display(),
+                "loaded the keyring from its file: the encrypt key is ignored"
+            );
+        }
+        let keys = serf_agent::config::load_keyring_file(path).map_err(failed)?;
+        return serf_agent::config::keyring(&keys).map_err(failed);
+    }
+    let Some(key) = &config.encrypt else {
+        return Ok(None);
+    };
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(key.trim())
+        .map_err(|e| LanError::Keyring(format!("Invalid encryption key: {e}")))?;
+    let ring = serf_agent::config::keyring(std::slice::from_ref(&raw)).map_err(failed)?;
+    if let Some(path) = file {
+        write_keyring(path, key.trim())?;
+    }
+    Ok(ring)
+}
+
+fn write_keyring(path: &Path, key: &str) -> Result<(), LanError> {
+    let failed =
+        |e: std::io::Error| LanError::Keyring(format!("cannot write {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    serf_agent::config::write_keyring_file(path, &[key.to_owned()]).map_err(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn member(tags: &[(&str, &str)]) -> Member {
+        Member {
+            name: "s1".into(),
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            port: 8301,
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            status: MemberStatus::Alive,
+            vsn: [2, 5, 2, 2, 5, 4],
+        }
+    }
+
+    #[test]
+    fn servers_are_read_from_their_tags() {
+        let m = member(&[
+            ("role", "consul"),
+            ("dc", "east"),
+            ("port", "8300"),
+            ("expect", "3"),
+            ("id", "abc"),
+        ]);
+        let s = ServerMeta::of(&m).expect("a server");
+        assert_eq!(s.addr, "10.0.0.1:8300".parse().unwrap());
+        assert_eq!(
+            (s.expect, s.datacenter.as_str(), s.id.as_str()),
+            (3, "east", "abc")
+        );
+        assert!(!s.bootstrap);
+    }
+
+    #[test]
+    fn clients_and_malformed_servers_are_not_servers() {
+        assert!(ServerMeta::of(&member(&[("role", "node"), ("dc", "dc1")])).is_none());
+        let bad_port = member(&[("role", "consul"), ("dc", "dc1"), ("port", "x")]);
+        assert!(ServerMeta::of(&bad_port).is_none());
+        let bad_expect = member(&[
+            ("role", "consul"),
+            ("dc", "dc1"),
+            ("port", "8300"),
+            ("expect", "three"),
+        ]);
+        assert!(ServerMeta::of(&bad_expect).is_none());
+    }
+
+    #[test]
+    fn servers_tag_their_port_and_expectation_clients_do_not() {
+        let server = Config {
+            server: true,
+            bootstrap_expect: Some(3),
+            ..Config::default()
+        };
+        let tags = lan_tags(&server, "id-1");
+        assert_eq!(tags["role"], "consul");
+        assert_eq!(tags["port"], "8300");
+        assert_eq!(tags["expect"], "3");
+        assert_eq!(tags["id"], "id-1");
+        let client = lan_tags(&Config::default(), "id-2");
+        assert_eq!(client["role"], "node");
+        assert!(!client.contains_key("port") && !client.contains_key("expect"));
+    }
+}
