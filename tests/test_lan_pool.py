@@ -138,7 +138,9 @@ def test_join_endpoint_joins_and_reports_unreachable_agents(pool, agents):
     # Started without a join, it stays alone...
     loner = _client(agents, "loner")
     loner.spawn()
-    loner.wait_ready(DEADLINE)
+    # A client with no server cannot name a leader: wait for its own API.
+    wait_until(lambda: loner.get("/v1/agent/self", timeout=2).status_code == 200, DEADLINE,
+               what="the loner's API")
     assert set(_members(loner)) == {"loner"}
     r = loner.put("/v1/agent/join/127.0.0.1:1")
     assert r.status_code == 500

@@ -20,6 +20,7 @@ use crate::local_log::LocalLog;
 use crate::local_state::LocalState;
 use crate::persisted::{Definition, DefinitionStore};
 use crate::registrations::Source;
+use crate::router::{RouteError, ServerRouter};
 use crate::service_definition::ServiceDefinition;
 use crate::sessions::{LockDelays, SessionTimers};
 use crate::tombstone_reaper::TombstoneReaper;
@@ -40,6 +41,9 @@ pub enum AgentError {
     /// lost leadership, a failed forward. The text is Consul's.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// A client agent could not get its write to a server.
+    #[error(transparent)]
+    Route(#[from] RouteError),
 }
 
 /// How sure a read must be that it sees every acknowledged write.
@@ -56,11 +60,12 @@ pub enum ReadConsistency {
 
 /// Where writes go.
 enum Replication {
-    /// Applied here at once: an agent without servers (until the client
-    /// role forwards to them).
+    /// Applied here at once: an agent on its own (tests of the API alone).
     Local(LocalLog),
     /// Through Raft: a server or a dev agent.
     Raft(Arc<Cluster>),
+    /// To a server: a client agent, which keeps no catalog of its own.
+    Remote(Arc<ServerRouter>),
 }
 
 /// One running agent: its configuration, its state, and the token that
@@ -95,6 +100,12 @@ impl Agent {
     pub fn new(config: Config) -> std::io::Result<Arc<Agent>> {
         let store = Arc::new(Store::new());
         Agent::build(config, store, Replication::Local(LocalLog::default()))
+    }
+
+    /// Creates a client agent: its writes and API calls go to the servers
+    /// `router` finds.
+    pub fn as_client(config: Config, router: Arc<ServerRouter>) -> std::io::Result<Arc<Agent>> {
+        Agent::build(config, Arc::new(Store::new()), Replication::Remote(router))
     }
 
     /// Creates a server (or dev) agent whose writes go through `cluster`
@@ -337,6 +348,10 @@ impl Agent {
                 let written = cluster.write(command).await?;
                 (written.index, written.outcome, written.released)
             }
+            Replication::Remote(router) => {
+                let written = router.write(command).await?;
+                (written.index, written.outcome, written.released)
+            }
         };
         if !released.is_empty() {
             self.lock_delays.record(&released, now);
@@ -357,7 +372,15 @@ impl Agent {
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         match &self.replication {
             Replication::Raft(cluster) => Some(cluster),
-            Replication::Local(_) => None,
+            Replication::Local(_) | Replication::Remote(_) => None,
+        }
+    }
+
+    /// The client agent's way to the servers; `None` on a server.
+    pub fn router(&self) -> Option<&Arc<ServerRouter>> {
+        match &self.replication {
+            Replication::Remote(router) => Some(router),
+            Replication::Local(_) | Replication::Raft(_) => None,
         }
     }
 

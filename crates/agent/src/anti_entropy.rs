@@ -38,26 +38,58 @@ fn same_service(local: &ServiceInstance, remote: &ServiceInstance) -> bool {
     .same_content(remote)
 }
 
+/// The catalog's services and checks of `node`: from this agent's store on
+/// a server, from a server on a client.
+async fn catalog_view(
+    agent: &Agent,
+    node: &str,
+) -> Result<
+    (
+        BTreeMap<String, Arc<ServiceInstance>>,
+        BTreeMap<String, Arc<HealthCheck>>,
+    ),
+    String,
+> {
+    if let Some(router) = agent.router() {
+        let view = router.node_state(node).await.map_err(|e| e.to_string())?;
+        return Ok((
+            view.services
+                .into_iter()
+                .map(|s| (s.id.clone(), Arc::new(s)))
+                .collect(),
+            view.checks
+                .into_iter()
+                .map(|c| (c.check_id.clone(), Arc::new(c)))
+                .collect(),
+        ));
+    }
+    let snapshot = agent.store().snapshot();
+    let services = snapshot
+        .node_services(node, &mut WatchSet::new())
+        .1
+        .map(|(_, s)| s.into_iter().map(|s| (s.id.clone(), s)).collect())
+        .unwrap_or_default();
+    let checks = snapshot
+        .node_checks(node, &mut WatchSet::new())
+        .1
+        .into_iter()
+        .map(|c| (c.check_id.clone(), c))
+        .collect();
+    Ok((services, checks))
+}
+
+/// How soon a failed pass is tried again.
+const SYNC_RETRY: Duration = Duration::from_secs(3);
+
 /// One pass: push every difference between local state and the catalog.
-pub async fn sync(agent: &Agent) {
+/// Fails, changing nothing, when the catalog cannot be read.
+pub async fn sync(agent: &Agent) -> Result<(), String> {
     let node = agent.config().node_name.clone();
     let (services, checks) = {
         let local = agent.local_state();
         (local.services().clone(), local.checks().clone())
     };
-    let snapshot = agent.store().snapshot();
-    let remote_services: BTreeMap<String, Arc<ServiceInstance>> = snapshot
-        .node_services(&node, &mut WatchSet::new())
-        .1
-        .map(|(_, s)| s.into_iter().map(|s| (s.id.clone(), s)).collect())
-        .unwrap_or_default();
-    let remote_checks: BTreeMap<String, Arc<HealthCheck>> = snapshot
-        .node_checks(&node, &mut WatchSet::new())
-        .1
-        .into_iter()
-        .map(|c| (c.check_id.clone(), c))
-        .collect();
-    drop(snapshot);
+    let (remote_services, remote_checks) = catalog_view(agent, &node).await?;
 
     for id in remote_services.keys() {
         let owned_by_server = agent.config().server && id == "consul";
@@ -125,6 +157,7 @@ pub async fn sync(agent: &Agent) {
         )
         .await;
     }
+    Ok(())
 }
 
 fn deregister(node: &str, service_id: Option<String>, check_id: Option<String>) -> Command {
@@ -151,14 +184,19 @@ pub async fn run(agent: Arc<Agent>) {
     let mut synced_version = None;
     loop {
         let version = agent.local_state().version();
+        let mut next = full_sync_interval(agent.lan().map_or(1, |lan| lan.members().len()));
         if synced_version != Some(version) {
-            sync(&agent).await;
-            synced_version = Some(version);
+            match sync(&agent).await {
+                Ok(()) => synced_version = Some(version),
+                Err(error) => {
+                    tracing::warn!(%error, "anti-entropy: cannot read the catalog, will retry");
+                    next = SYNC_RETRY;
+                }
+            }
         }
-        let nodes = agent.store().snapshot().nodes(&mut WatchSet::new()).1.len();
         tokio::select! {
             _ = agent.local_changed() => {}
-            _ = tokio::time::sleep(full_sync_interval(nodes)) => synced_version = None,
+            _ = tokio::time::sleep(next) => synced_version = None,
             _ = agent.stopping() => return,
         }
     }
@@ -188,14 +226,14 @@ mod tests {
         }))
         .unwrap();
         agent.add_service(&definition, false, Source::Api).unwrap();
-        sync(&agent).await;
+        sync(&agent).await.expect("a local catalog");
         let (_, found) = agent
             .store()
             .snapshot()
             .check_service_nodes("web", &mut WatchSet::new());
         assert_eq!(found.len(), 1);
         let index = agent.store().index();
-        sync(&agent).await;
+        sync(&agent).await.expect("a local catalog");
         assert_eq!(
             agent.store().index(),
             index,

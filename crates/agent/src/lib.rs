@@ -14,6 +14,7 @@ mod local_log;
 pub mod local_state;
 pub mod persisted;
 pub mod registrations;
+pub mod router;
 pub mod server;
 pub mod service_definition;
 pub mod sessions;

@@ -22,7 +22,8 @@ use crate::node::{Member, RaftNode, ReadError, WriteError, Written};
 use crate::rpc::client::CallError;
 use crate::rpc::wire::{
     self, ConfigServer, ConfigurationReply, ConfigurationView, HelloReply, MembershipReply,
-    MembershipRequest, ReadIndexReply, ReadMode, ServerInfo, WireVote, WriteReply, WriteRequest,
+    MembershipRequest, NodeStateReply, ReadIndexReply, ReadMode, ServerInfo, WireVote, WriteReply,
+    WriteRequest,
 };
 use crate::rpc::{paths, RpcClient};
 use crate::types::{RaftSnapshot, ServerNode};
@@ -849,6 +850,49 @@ impl Cluster {
             Err(WriteError::LeadershipLost { .. }) => WriteReply::LeadershipLost,
             Err(e) => WriteReply::Failed(e.to_string()),
         })
+    }
+
+    /// A client agent's write: committed through the leader wherever it
+    /// is, as this server's own writes are.
+    pub(crate) async fn on_client_write(
+        &self,
+        request: WriteRequest,
+    ) -> Result<WriteReply, String> {
+        Ok(match self.write(request.command).await {
+            Ok(Written {
+                index,
+                outcome,
+                released,
+            }) => WriteReply::Written {
+                index,
+                outcome,
+                released,
+            },
+            Err(ClusterError::NoLeader) => WriteReply::NotLeader { leader: None },
+            Err(ClusterError::LeadershipLost) => WriteReply::LeadershipLost,
+            Err(e) => WriteReply::Failed(e.to_string()),
+        })
+    }
+
+    /// A node's services and checks as the leader sees them.
+    pub(crate) async fn on_node_state(&self, node: String) -> Result<NodeStateReply, String> {
+        self.read_barrier(ReadMode::Lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        let snapshot = self.node.store().snapshot();
+        let mut ws = state::WatchSet::new();
+        let services = snapshot
+            .node_services(&node, &mut ws)
+            .1
+            .map(|(_, services)| services.iter().map(|s| (**s).clone()).collect())
+            .unwrap_or_default();
+        let checks = snapshot
+            .node_checks(&node, &mut ws)
+            .1
+            .iter()
+            .map(|c| (**c).clone())
+            .collect();
+        Ok(NodeStateReply { services, checks })
     }
 
     pub(crate) async fn on_read_index(&self, mode: ReadMode) -> Result<ReadIndexReply, String> {

@@ -40,8 +40,12 @@ pub use node::{
     Configuration, Leader, Member, NodeError, RaftNode, RaftOptions, RaftStatus, ReadError, Role,
     WriteError, Written,
 };
-pub use rpc::server::serve;
-pub use rpc::wire::{ConfigServer, ConfigurationView, MembershipRequest, ReadMode, ServerInfo};
+pub use rpc::paths;
+pub use rpc::server::{serve, serve_with_api, ApiHandler};
+pub use rpc::wire::{
+    ApiReply, ApiRequest, ByteText, ConfigServer, ConfigurationView, MembershipRequest,
+    NodeStateReply, ReadMode, ServerInfo, WriteReply, WriteRequest,
+};
 pub use rpc::{CallError, RpcClient};
 pub use types::ServerNode;
 pub use wal::{Entry, GroupCommit, LogState, Wal, WalOptions};

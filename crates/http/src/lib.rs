@@ -14,6 +14,7 @@ mod catalog;
 mod error;
 mod event;
 pub mod filter;
+pub mod forward;
 mod health;
 mod http1;
 mod kv;
@@ -123,6 +124,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/agent/maintenance", any(agent_checks::node_maintenance))
         .route("/v1/agent/leave", any(agent_endpoint::leave))
         .fallback(reply::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&agent),
+            forward::to_server,
+        ))
         .with_state(agent)
 }
 

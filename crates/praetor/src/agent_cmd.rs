@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use agent::config::{self, AgentFlags, Config};
 use agent::lan::LanPool;
+use agent::router::ServerRouter;
 use agent::{Agent, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION};
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -26,11 +27,6 @@ pub fn run(flags: AgentFlags) -> u8 {
     init_logging(&loaded.config);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
-    }
-    if !loaded.config.dev && !loaded.config.server {
-        tracing::warn!(
-            "client agents do not reach servers yet: this agent keeps its own state in memory"
-        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,6 +102,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     }
     let node_id = config.node_id.clone().unwrap_or_else(agent::random_uuid);
     config.node_id = Some(node_id.clone());
+    let lan = LanPool::start(&config, &node_id)
+        .await
+        .context("Error starting agent")?;
     let mut server_port = None;
     let agent = if config.dev || config.server {
         let role = agent::server::start(&config, &node_id)
@@ -114,11 +113,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         server_port = role.listener.map(|l| (l, Arc::clone(&role.cluster)));
         Agent::with_cluster(config, role.cluster).context("Error starting agent")?
     } else {
-        Agent::new(config).context("Error starting agent")?
+        let router = ServerRouter::new(
+            Arc::clone(&lan),
+            config.datacenter.clone(),
+            config.rpc_hold_timeout,
+        );
+        Agent::as_client(config, Arc::new(router)).context("Error starting agent")?
     };
-    let lan = LanPool::start(agent.config(), &node_id)
-        .await
-        .context("Error starting agent")?;
     agent.attach_lan(Arc::clone(&lan));
     if let Some(cluster) = agent.cluster() {
         tokio::spawn(agent::server::discover_servers(
@@ -146,18 +147,22 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::info!(%addr, "server port listening");
         }
         let stopping = Arc::clone(&agent);
-        tokio::spawn(consensus::serve(listener, cluster, async move {
-            stopping.stopping().await
-        }))
+        let api = http_api::forward::api_handler(Arc::clone(&agent));
+        tokio::spawn(consensus::serve_with_api(
+            listener,
+            cluster,
+            Some(api),
+            async move { stopping.stopping().await },
+        ))
     });
-    if agent.config().dev || !agent.config().server {
+    if agent.config().dev {
         agent
             .register_self()
             .await
             .context("Error starting agent: could not register this node")?;
     } else {
-        // A server may wait for the others (and an election) before any
-        // write can commit.
+        // A server may wait for the others (and an election), a client for
+        // a server, before any write can commit.
         tokio::spawn(register_when_led(Arc::clone(&agent)));
     }
     tokio::spawn(Arc::clone(&agent).reap_tombstones(REAP_TICK));

@@ -12,6 +12,14 @@
 //! | `/rpc/hello` | [`wire::ServerInfo`] | [`wire::HelloReply`] |
 //! | `/rpc/membership` | [`wire::MembershipRequest`] | [`wire::MembershipReply`] |
 //! | `/rpc/configuration` | `()` | [`wire::ConfigurationReply`] |
+//! | `/rpc/client-write` | [`wire::WriteRequest`] | [`wire::WriteReply`] |
+//! | `/rpc/api` | [`wire::ApiRequest`] | [`wire::ApiReply`] |
+//! | `/rpc/node-state` | node name | [`wire::NodeStateReply`] |
+//!
+//! `/rpc/write` is one server's write to the leader; `/rpc/client-write`
+//! is a client agent's write to any server, which finds the leader itself.
+//! `/rpc/api` carries a client agent's HTTP API call to a server's
+//! [`server::ApiHandler`].
 //!
 //! A snapshot install's body is a 4-byte big-endian length, that many
 //! bytes of [`wire::SnapshotHead`], then the state store's snapshot bytes;
@@ -37,7 +45,7 @@ const MAX_BODY: usize = 256 << 20;
 /// The largest snapshot install accepted.
 const MAX_SNAPSHOT: usize = 8 << 30;
 
-pub(crate) mod paths {
+pub mod paths {
     pub const APPEND: &str = "/raft/append";
     pub const VOTE: &str = "/raft/vote";
     pub const PRE_VOTE: &str = "/raft/pre-vote";
@@ -48,6 +56,9 @@ pub(crate) mod paths {
     pub const HELLO: &str = "/rpc/hello";
     pub const MEMBERSHIP: &str = "/rpc/membership";
     pub const CONFIGURATION: &str = "/rpc/configuration";
+    pub const CLIENT_WRITE: &str = "/rpc/client-write";
+    pub const API: &str = "/rpc/api";
+    pub const NODE_STATE: &str = "/rpc/node-state";
 }
 
 fn snapshot_body(head: &SnapshotHead, state: &[u8]) -> Result<Bytes, WireError> {

@@ -2,6 +2,7 @@
 //! hands each decoded message to the [`Cluster`].
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,13 +14,32 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use super::wire::{ApiReply, ApiRequest};
 use super::{paths, split_snapshot_body, CONTENT_TYPE, MAX_BODY, MAX_SNAPSHOT};
 use crate::cluster::Cluster;
 
 type Answer = Response<Full<Bytes>>;
 
-/// Serves the server port on `listener` until `stop` resolves.
+/// Answers the HTTP API calls client agents forward (`/rpc/api`): the
+/// agent layer above plugs its API in here.
+pub trait ApiHandler: Send + Sync + 'static {
+    fn handle(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>>;
+}
+
+/// Serves the server port on `listener` until `stop` resolves, without
+/// answering forwarded API calls.
 pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, stop: impl Future<Output = ()>) {
+    serve_with_api(listener, cluster, None, stop).await
+}
+
+/// Serves the server port on `listener` until `stop` resolves; `api`
+/// answers the client agents' forwarded API calls.
+pub async fn serve_with_api(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    api: Option<Arc<dyn ApiHandler>>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     // Connections end with the port: a stopped server answers no one.
     let mut connections = tokio::task::JoinSet::new();
@@ -40,10 +60,16 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, stop: impl Futu
         };
         let _ = stream.set_nodelay(true);
         let cluster = Arc::clone(&cluster);
+        let api = api.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let cluster = Arc::clone(&cluster);
-                async move { Ok::<_, std::convert::Infallible>(route(&cluster, request).await) }
+                let api = api.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        route(&cluster, api.as_deref(), request).await,
+                    )
+                }
             });
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             builder
@@ -61,7 +87,11 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, stop: impl Futu
     }
 }
 
-async fn route(cluster: &Cluster, request: Request<Incoming>) -> Answer {
+async fn route(
+    cluster: &Cluster,
+    api: Option<&dyn ApiHandler>,
+    request: Request<Incoming>,
+) -> Answer {
     if request.method() != Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "POST only");
     }
@@ -85,6 +115,12 @@ async fn route(cluster: &Cluster, request: Request<Incoming>) -> Answer {
         paths::HELLO => answer(&body, |m| cluster.on_hello(m)).await,
         paths::MEMBERSHIP => answer(&body, |m| cluster.on_membership(m)).await,
         paths::CONFIGURATION => answer(&body, |()| cluster.on_configuration()).await,
+        paths::CLIENT_WRITE => answer(&body, |m| cluster.on_client_write(m)).await,
+        paths::NODE_STATE => answer(&body, |m| cluster.on_node_state(m)).await,
+        paths::API => match api {
+            Some(api) => answer(&body, |m| async move { Ok(api.handle(m).await) }).await,
+            None => text(StatusCode::NOT_FOUND, "this server answers no API calls"),
+        },
         paths::SNAPSHOT => match split_snapshot_body(&body) {
             Ok((head, state)) => match cluster.on_snapshot(head, state.to_vec()).await {
                 Ok(vote) => msgpack(&vote),

@@ -259,6 +259,39 @@ pub struct WriteRequest {
     pub command: Command,
 }
 
+/// An HTTP API request a client agent hands to a server to answer with
+/// its own API (Consul's clients forward their RPCs the same way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiRequest {
+    pub method: String,
+    /// Path and query, as the client received them.
+    pub uri: String,
+    pub headers: Vec<(String, ByteText)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// The server's answer to an [`ApiRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiReply {
+    pub status: u16,
+    pub headers: Vec<(String, ByteText)>,
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// What the catalog holds for one node, for a client agent's
+/// anti-entropy to compare with its own services and checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeStateReply {
+    pub services: Vec<state::ServiceInstance>,
+    pub checks: Vec<state::HealthCheck>,
+}
+
+/// A header value: bytes, since HTTP does not promise text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteText(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
 /// How sure a read must be that it sees every acknowledged write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadMode {

@@ -1,0 +1,201 @@
+//! The API across the client/server split, as Consul draws it: a client
+//! agent answers `/v1/agent/*` and `/v1/event/*` itself (its own services,
+//! checks and gossip pool) and hands every other call to a server, which
+//! answers it with its own API — blocking queries, consistency modes and
+//! `X-Consul-*` headers included.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use agent::Agent;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use consensus::{ApiHandler, ApiReply, ApiRequest, ByteText};
+
+use crate::error::HttpError;
+
+/// Whether a client agent sends `path` to a server.
+fn goes_to_server(path: &str) -> bool {
+    path.starts_with("/v1/") && !path.starts_with("/v1/agent/") && !path.starts_with("/v1/event/")
+}
+
+/// Headers that describe one hop, not the message.
+fn per_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "upgrade" | "host"
+    )
+}
+
+/// `near=_agent` means the node asking: the client, not the server that
+/// answers for it.
+fn near_this_node(uri: &str, node: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair {
+            "near=_agent" => format!("near={node}"),
+            other => other.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// Middleware: on a client agent, forwards what belongs to the servers.
+pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: Next) -> Response {
+    let Some(router) = agent.router() else {
+        return next.run(request).await;
+    };
+    if !goes_to_server(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    // The HTTP server already refused bodies beyond the agent's limits.
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(error) => return HttpError::bad_request(error.to_string()).into_response(),
+    };
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let request = ApiRequest {
+        method: parts.method.as_str().to_owned(),
+        uri: near_this_node(&uri, &agent.config().node_name),
+        headers: parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !per_hop(name.as_str()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    ByteText(value.as_bytes().to_vec()),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    match router.api(&request).await {
+        Ok(reply) => into_response(reply),
+        Err(error) => HttpError::internal(error.to_string()).into_response(),
+    }
+}
+
+fn into_response(reply: ApiReply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in reply.headers {
+        if per_hop(&name) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value.0),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
+/// A server's answers to the API calls client agents forward.
+struct ServerApi {
+    router: Router,
+}
+
+/// The [`ApiHandler`] a server's port uses: its own API, in process.
+pub fn api_handler(agent: Arc<Agent>) -> Arc<dyn ApiHandler> {
+    Arc::new(ServerApi {
+        router: crate::router(agent),
+    })
+}
+
+impl ApiHandler for ServerApi {
+    fn handle(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>> {
+        let mut router = self.router.clone();
+        Box::pin(async move {
+            let mut builder = axum::http::Request::builder()
+                .method(request.method.as_str())
+                .uri(request.uri.as_str());
+            for (name, value) in &request.headers {
+                builder = builder.header(name.as_str(), value.0.as_slice());
+            }
+            let request = match builder.body(Body::from(request.body)) {
+                Ok(request) => request,
+                Err(error) => return text_reply(StatusCode::BAD_REQUEST, &error.to_string()),
+            };
+            let response = tower_service::Service::call(&mut router, request)
+                .await
+                .unwrap_or_else(|never| match never {});
+            let (parts, body) = response.into_parts();
+            let body = match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(body) => body.to_vec(),
+                Err(error) => {
+                    return text_reply(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
+                }
+            };
+            ApiReply {
+                status: parts.status.as_u16(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (
+                            name.as_str().to_owned(),
+                            ByteText(value.as_bytes().to_vec()),
+                        )
+                    })
+                    .collect(),
+                body,
+            }
+        })
+    }
+}
+
+fn text_reply(status: StatusCode, text: &str) -> ApiReply {
+    ApiReply {
+        status: status.as_u16(),
+        headers: Vec::new(),
+        body: text.as_bytes().to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_and_event_calls_stay_on_the_client() {
+        assert!(goes_to_server("/v1/kv/a"));
+        assert!(goes_to_server("/v1/health/service/web"));
+        assert!(goes_to_server("/v1/status/leader"));
+        assert!(!goes_to_server("/v1/agent/self"));
+        assert!(!goes_to_server("/v1/event/list"));
+        assert!(!goes_to_server("/ui/"));
+    }
+
+    #[test]
+    fn near_agent_names_the_client() {
+        assert_eq!(
+            near_this_node("/v1/catalog/nodes?near=_agent&stale", "c1"),
+            "/v1/catalog/nodes?near=c1&stale"
+        );
+        assert_eq!(
+            near_this_node("/v1/catalog/nodes", "c1"),
+            "/v1/catalog/nodes"
+        );
+        assert_eq!(
+            near_this_node("/v1/catalog/nodes?near=web", "c1"),
+            "/v1/catalog/nodes?near=web"
+        );
+    }
+}

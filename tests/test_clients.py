@@ -1,0 +1,102 @@
+"""Client agents in front of three real servers: a client joins the LAN
+pool, finds the servers from their gossip tags and forwards every API call
+and write to one of them. A service registered on one client is seen through
+every agent, KV written on one client is read (and wakes a blocking query)
+on another, a deregistration is synced away, and a client whose server is
+killed moves to another and keeps serving."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+import pytest
+
+from cluster_harness import kv_value, put_ok
+from praetor_harness import wait_until
+
+DEADLINE = 30.0
+
+
+def _client(agents, cluster, name: str):
+    conf = agents.base / f"{name}.json"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(json.dumps({"retry_interval": "1s"}))
+    join = f"{cluster.ips[0]}:{cluster.ports['serf_lan']}"
+    args = [f"-data-dir={agents.base / name / 'data'}", "-bind=127.0.0.1",
+            f"-retry-join={join}"]
+    return agents.new(name=name, node=name, dev=False, isolate_ports=True, start=False,
+                      config_files=[conf], extra_args=args)
+
+
+@pytest.fixture
+def clients(cluster, agents):
+    cs = [_client(agents, cluster, f"c{i}") for i in (1, 2)]
+    for c in cs:
+        c.spawn()
+    for c in cs:
+        # Ready once it answers the leader through a server.
+        c.wait_ready(DEADLINE)
+    return cs
+
+
+def _service_nodes(agent, name: str, **params):
+    r = agent.get(f"/v1/catalog/service/{name}", params=params, timeout=10)
+    assert r.status_code == 200, r.text
+    return [e["Node"] for e in r.json()]
+
+
+def test_a_client_answers_through_the_servers(cluster, clients):
+    c1, c2 = clients
+    leader = cluster.leader()
+    assert c1.get("/v1/status/leader").json() == leader.rpc_addr
+    assert set(c2.get("/v1/status/peers").json()) == {s.rpc_addr for s in cluster.servers}
+    # The client's own node is in the catalog, registered through a server.
+    wait_until(lambda: "c1" in [n["Node"] for n in leader.get("/v1/catalog/nodes").json()],
+               DEADLINE, what="c1 in the catalog")
+
+    r = c1.put("/v1/agent/service/register",
+               json={"Name": "web", "ID": "web1", "Port": 80,
+                     "Check": {"TTL": "30s", "Status": "passing"}})
+    assert r.status_code == 200, r.text
+    for a in (c1, c2, *cluster.servers):
+        wait_until(lambda a=a: _service_nodes(a, "web") == ["c1"], DEADLINE,
+                   what=f"web on c1 seen through {a.name}")
+    health = c2.get("/v1/health/service/web", params={"passing": ""}).json()
+    assert [e["Node"]["Node"] for e in health] == ["c1"]
+    assert "X-Consul-Index" in c2.get("/v1/catalog/service/web").headers
+
+    # KV through one client, read and watched through the other.
+    assert put_ok(c1, "app/x", "1")
+    assert kv_value(c2, "app/x") == b"1"
+    index = int(c2.get("/v1/kv/app/x").headers["X-Consul-Index"])
+    woke = {}
+
+    def watch():
+        r = c2.get("/v1/kv/app/x", params={"index": index, "wait": "20s", "raw": ""},
+                   timeout=30)
+        woke["value"] = r.content
+
+    t = threading.Thread(target=watch)
+    t.start()
+    assert put_ok(c1, "app/x", "2")
+    t.join(timeout=30)
+    assert woke.get("value") == b"2"
+
+    # Anti-entropy removes what the client no longer has.
+    assert c1.put("/v1/agent/service/deregister/web1").status_code == 200
+    wait_until(lambda: _service_nodes(c2, "web") == [], DEADLINE, what="web to be deregistered")
+
+
+def test_a_client_fails_over_when_its_server_dies(cluster, clients):
+    c1, _ = clients
+    for i, victim in enumerate(cluster.servers):
+        victim.stop(signal.SIGKILL)
+        # Whichever server the client used, its writes and reads go on.
+        wait_until(lambda i=i: put_ok(c1, f"fo/{i}", "v", timeout=10), DEADLINE,
+                   what=f"a write through c1 with {victim.name} dead")
+        assert kv_value(c1, f"fo/{i}") == b"v"
+        victim.restart()
+        victim.wait_ready(DEADLINE)
+        cluster.wait_converged()
