@@ -100,3 +100,45 @@ def test_a_client_fails_over_when_its_server_dies(cluster, clients):
         victim.restart()
         victim.wait_ready(DEADLINE)
         cluster.wait_converged()
+
+
+def _serf_health(agent, node: str):
+    checks = agent.get(f"/v1/health/node/{node}", timeout=10).json()
+    return next((c["Status"] for c in checks if c["CheckID"] == "serfHealth"), None)
+
+
+def test_a_dead_client_turns_critical_and_loses_its_locks(cluster, clients):
+    c1, c2 = clients
+    leader = cluster.leader()
+    r = c2.put("/v1/agent/service/register", json={"Name": "db", "ID": "db1", "Port": 5432})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: _service_nodes(c1, "db") == ["c2"], DEADLINE, what="db on c2 registered")
+    wait_until(lambda: _serf_health(leader, "c2") == "passing", DEADLINE,
+               what="c2's serfHealth passing")
+    # c2 holds a lock through a session bound to its serfHealth.
+    sid = c2.put("/v1/session/create", json={"Name": "holder", "LockDelay": "0s"}).json()["ID"]
+    assert c2.put("/v1/kv/locks/db", params={"acquire": sid}, data=b"c2").json() is True
+    other = c1.put("/v1/session/create", json={"Name": "waiter", "LockDelay": "0s"}).json()["ID"]
+    assert c1.put("/v1/kv/locks/db", params={"acquire": other}, data=b"c1").json() is False
+
+    c2.stop(signal.SIGKILL)
+    wait_until(lambda: _serf_health(leader, "c2") == "critical", DEADLINE,
+               what="c2's serfHealth critical after kill -9")
+    passing = c1.get("/v1/health/service/db", params={"passing": ""}).json()
+    assert passing == []
+    # The session died with the node's health: the lock is free again.
+    wait_until(lambda: c1.get(f"/v1/session/info/{sid}").json() in (None, []), DEADLINE,
+               what="c2's session invalidated")
+    assert c1.put("/v1/kv/locks/db", params={"acquire": other}, data=b"c1").json() is True
+
+
+def test_a_client_that_leaves_is_removed_from_the_catalog(cluster, clients):
+    c1, _ = clients
+    leader = cluster.leader()
+    wait_until(lambda: _serf_health(leader, "c1") == "passing", DEADLINE,
+               what="c1's serfHealth passing")
+    c1.stopped_by_test = True
+    assert c1.put("/v1/agent/leave").status_code == 200
+    assert c1.wait_exit() == 0
+    wait_until(lambda: "c1" not in [n["Node"] for n in leader.get("/v1/catalog/nodes").json()],
+               DEADLINE, what="c1 gone from the catalog after its leave")

@@ -1,12 +1,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
-use state::{
-    Command, HealthCheck, Index, Node, Outcome, Registration, ServiceInstance, StateError, Store,
-    Table,
-};
+use state::{Command, Index, Outcome, StateError, Store, Table};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -457,41 +452,18 @@ impl Agent {
     /// every member.
     pub async fn register_self(&self) -> Result<(), AgentError> {
         let address = self.advertise_ip().to_string();
-        let tagged_addresses = BTreeMap::from([
-            ("lan".to_owned(), address.clone()),
-            (format!("lan_{}", ip_family(&address)), address.clone()),
-            ("wan".to_owned(), address.clone()),
-            (format!("wan_{}", ip_family(&address)), address.clone()),
-        ]);
-        let node = Node {
-            id: self.node_id.clone(),
-            name: self.config.node_name.clone(),
-            address,
-            datacenter: self.config.datacenter.clone(),
-            tagged_addresses,
-            meta: BTreeMap::from([("consul-network-segment".to_owned(), String::new())]),
-            ..Node::default()
-        };
-        let serf_health = HealthCheck {
-            check_id: SERF_CHECK_ID.to_owned(),
-            name: SERF_CHECK_NAME.to_owned(),
-            status: "passing".to_owned(),
-            output: SERF_ALIVE_OUTPUT.to_owned(),
-            check_type: String::new(),
-            ..HealthCheck::default()
-        };
-        let service = self.config.server.then(|| ServiceInstance {
-            id: "consul".to_owned(),
-            service: "consul".to_owned(),
-            port: self.config.ports.server,
-            ..ServiceInstance::default()
-        });
-        let registration = Registration {
+        let node = crate::leader::member_node(
+            &self.config.node_name,
+            &self.node_id,
+            &address,
+            &self.config.datacenter,
+        );
+        let registration = crate::leader::member_registration(
             node,
-            skip_node_update: false,
-            service,
-            checks: vec![serf_health],
-        };
+            self.config.server.then_some(self.config.ports.server),
+            "passing",
+            SERF_ALIVE_OUTPUT,
+        );
         match self
             .apply(Command::Register(Box::new(registration)))
             .await?
@@ -566,14 +538,6 @@ impl Agent {
 pub const SERF_CHECK_ID: &str = "serfHealth";
 pub const SERF_CHECK_NAME: &str = "Serf Health Status";
 pub const SERF_ALIVE_OUTPUT: &str = "Agent alive and reachable";
-
-fn ip_family(address: &str) -> &'static str {
-    if address.contains(':') {
-        "ipv6"
-    } else {
-        "ipv4"
-    }
-}
 
 /// A random (version 4) UUID, as Consul generates node IDs.
 pub fn random_uuid() -> String {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 pub mod events;
 pub mod lan;
+pub mod leader;
 /// Re-exported so the agent's users keep one path to it.
 pub use go_duration;
 mod local_log;

@@ -48,6 +48,28 @@ fn near_this_node(uri: &str, node: &str) -> String {
     format!("{path}?{}", query.join("&"))
 }
 
+/// A session made through a client belongs to the client's node unless
+/// the body names another (the server would otherwise fill in its own).
+fn session_on_this_node(path: &str, body: Vec<u8>, node: &str) -> Vec<u8> {
+    if path != "/v1/session/create" {
+        return body;
+    }
+    let mut fields = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            // Let the server word the error.
+            _ => return body,
+        }
+    };
+    if fields.keys().any(|k| k.eq_ignore_ascii_case("node")) {
+        return body;
+    }
+    fields.insert("Node".to_owned(), node.into());
+    serde_json::to_vec(&fields).unwrap_or(body)
+}
+
 /// Middleware: on a client agent, forwards what belongs to the servers.
 pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: Next) -> Response {
     let Some(router) = agent.router() else {
@@ -66,9 +88,11 @@ pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: 
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let node = &agent.config().node_name;
+    let body = session_on_this_node(parts.uri.path(), body.to_vec(), node);
     let request = ApiRequest {
         method: parts.method.as_str().to_owned(),
-        uri: near_this_node(&uri, &agent.config().node_name),
+        uri: near_this_node(&uri, node),
         headers: parts
             .headers
             .iter()
@@ -80,7 +104,7 @@ pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: 
                 )
             })
             .collect(),
-        body: body.to_vec(),
+        body,
     };
     match router.api(&request).await {
         Ok(reply) => into_response(reply),
@@ -181,6 +205,20 @@ mod tests {
         assert!(!goes_to_server("/v1/agent/self"));
         assert!(!goes_to_server("/v1/event/list"));
         assert!(!goes_to_server("/ui/"));
+    }
+
+    #[test]
+    fn sessions_made_through_a_client_default_to_its_node() {
+        let made = |body: &str| {
+            let out = session_on_this_node("/v1/session/create", body.as_bytes().to_vec(), "c1");
+            serde_json::from_slice::<serde_json::Value>(&out).ok()
+        };
+        assert_eq!(made("").unwrap()["Node"], "c1");
+        assert_eq!(made(r#"{"TTL": "10s"}"#).unwrap()["Node"], "c1");
+        assert_eq!(made(r#"{"node": "other"}"#).unwrap()["node"], "other");
+        assert!(made("{bad").is_none());
+        let kv = session_on_this_node("/v1/kv/a", b"x".to_vec(), "c1");
+        assert_eq!(kv, b"x");
     }
 
     #[test]

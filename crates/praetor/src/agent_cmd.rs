@@ -126,6 +126,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             Arc::clone(&lan),
             Arc::clone(cluster),
         ));
+        tokio::spawn(agent::leader::reconcile_members(
+            Arc::clone(&agent),
+            Arc::clone(&lan),
+            Arc::clone(cluster),
+        ));
     }
     join_lan(&agent, &lan).await?;
     let c = agent.config();
