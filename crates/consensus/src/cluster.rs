@@ -835,15 +835,7 @@ impl Cluster {
 
     pub(crate) async fn on_write(&self, request: WriteRequest) -> Result<WriteReply, String> {
         Ok(match self.node.write(request.command).await {
-            Ok(Written {
-                index,
-                outcome,
-                released,
-            }) => WriteReply::Written {
-                index,
-                outcome,
-                released,
-            },
+            Ok(written) => written.into(),
             Err(WriteError::NotLeader { leader }) => WriteReply::NotLeader {
                 leader: leader.and_then(|l| l.addr),
             },
@@ -859,15 +851,7 @@ impl Cluster {
         request: WriteRequest,
     ) -> Result<WriteReply, String> {
         Ok(match self.write(request.command).await {
-            Ok(Written {
-                index,
-                outcome,
-                released,
-            }) => WriteReply::Written {
-                index,
-                outcome,
-                released,
-            },
+            Ok(written) => written.into(),
             Err(ClusterError::NoLeader) => WriteReply::NotLeader { leader: None },
             Err(ClusterError::LeadershipLost) => WriteReply::LeadershipLost,
             Err(e) => WriteReply::Failed(e.to_string()),
@@ -945,6 +929,16 @@ impl Cluster {
         request: MembershipRequest,
     ) -> Result<MembershipReply, String> {
         Ok(self.apply_membership(request).await)
+    }
+}
+
+impl From<Written> for WriteReply {
+    fn from(written: Written) -> WriteReply {
+        WriteReply::Written {
+            index: written.index,
+            outcome: written.outcome,
+            released: written.released,
+        }
     }
 }
 
