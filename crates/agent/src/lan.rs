@@ -215,6 +215,13 @@ impl LanPool {
         self.node.local_member()
     }
 
+    /// The Vivaldi coordinate Serf holds for `node` (this agent's own
+    /// included), as last published; `None` before the first publication.
+    pub fn coordinate_of(&self, node: &str) -> Option<coordinate::Coordinate> {
+        let published = self.node.published.coordinates.read().ok()?;
+        published.get(node).cloned()
+    }
+
     /// The servers of `datacenter` the pool says are alive.
     pub fn servers(&self, datacenter: &str) -> Vec<ServerMeta> {
         self.members()

@@ -5,6 +5,7 @@ mod agent;
 pub mod anti_entropy;
 pub mod checks;
 pub mod config;
+pub mod coordinates;
 pub mod decode;
 pub mod events;
 pub mod lan;

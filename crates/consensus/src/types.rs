@@ -40,6 +40,9 @@ impl fmt::Display for Request {
             Command::Deregister(d) => write!(f, "deregister on node {:?}", d.node),
             Command::SessionCreate(s) => write!(f, "create session {}", s.id),
             Command::SessionDestroy { id } => write!(f, "destroy session {id}"),
+            Command::CoordinateBatchUpdate(updates) => {
+                write!(f, "update {} coordinates", updates.len())
+            }
             Command::Restore { state } => write!(f, "restore a snapshot of {} bytes", state.len()),
         }
     }

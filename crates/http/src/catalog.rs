@@ -17,6 +17,7 @@ use state::{
 use crate::blocking;
 use crate::error::HttpError;
 use crate::filter::{self, schema, Filter};
+use crate::near;
 use crate::params::{node_meta_filters, Params};
 use crate::reply;
 use crate::shapes::{NodeJson, NodeServiceJson, ServiceNodeJson};
@@ -410,10 +411,15 @@ pub async fn nodes(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
     let result = async {
         let expr = filter::from_params(&params, &schema::NODE)?;
         let filters = node_meta_filters(&params);
+        let near = near::source(&agent, &params);
         blocking::respond(
             &agent,
             &params,
-            |snap, ws| snap.nodes(ws),
+            |snap, ws| {
+                let (index, mut nodes) = snap.nodes(ws);
+                near::sort(snap, near.as_deref(), &mut nodes, |n| &n.name);
+                (index, nodes)
+            },
             |nodes, pretty| {
                 let json: Vec<NodeJson> = nodes
                     .iter()
@@ -530,10 +536,15 @@ pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) 
         let expr = filter::from_params(&params, &schema::SERVICE_NODE)?;
         let filters = node_meta_filters(&params);
         let tags: Vec<String> = params.get_all("tag").map(str::to_owned).collect();
+        let near = near::source(&agent, &params);
         blocking::respond(
             &agent,
             &params,
-            |snap, ws| snap.service_nodes(&name, ws),
+            |snap, ws| {
+                let (index, mut instances) = snap.service_nodes(&name, ws);
+                near::sort(snap, near.as_deref(), &mut instances, |(_, n)| &n.name);
+                (index, instances)
+            },
             |instances, pretty| {
                 let json: Vec<ServiceNodeJson> = instances
                     .iter()

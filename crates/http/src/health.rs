@@ -12,6 +12,7 @@ use crate::blocking;
 use crate::catalog::{has_tags, tail};
 use crate::error::HttpError;
 use crate::filter::{self, schema, Filter};
+use crate::near;
 use crate::params::{node_meta_filters, Params};
 use crate::reply;
 use crate::shapes::{CheckServiceNodeJson, HealthCheckJson};
@@ -154,10 +155,15 @@ pub async fn service(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) 
     };
     let tags: Vec<String> = params.get_all("tag").map(str::to_owned).collect();
     let filters = node_meta_filters(&params);
+    let near = near::source(&agent, &params);
     blocking::respond(
         &agent,
         &params,
-        |snap, ws| snap.check_service_nodes(&name, ws),
+        |snap, ws| {
+            let (index, mut instances) = snap.check_service_nodes(&name, ws);
+            near::sort(snap, near.as_deref(), &mut instances, |i| &i.node.name);
+            (index, instances)
+        },
         |instances, pretty| {
             let json: Vec<CheckServiceNodeJson> = instances
                 .iter()

@@ -11,6 +11,7 @@ mod agent_services;
 mod blocking;
 mod body;
 mod catalog;
+mod coordinate;
 mod error;
 mod event;
 pub mod filter;
@@ -18,6 +19,7 @@ pub mod forward;
 mod health;
 mod http1;
 mod kv;
+mod near;
 mod operator;
 mod params;
 mod reply;
@@ -68,6 +70,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/v1/catalog/node-services/{*name}",
             any(catalog::node_services),
         )
+        .route("/v1/coordinate/datacenters", any(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", any(coordinate::nodes))
+        .route("/v1/coordinate/node/{*node}", any(coordinate::node))
+        .route("/v1/coordinate/update", any(coordinate::update))
         .route("/v1/health/node/", any(health::node))
         .route("/v1/health/node/{*name}", any(health::node))
         .route("/v1/health/checks/", any(health::checks))

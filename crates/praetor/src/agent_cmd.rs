@@ -196,6 +196,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         )));
     }
     tokio::spawn(agent::anti_entropy::run(Arc::clone(&agent)));
+    tokio::spawn(agent::coordinates::run(Arc::clone(&agent)));
     tokio::spawn(stop_on_signal(Arc::clone(&agent)));
     let servers: Vec<_> = listeners
         .into_iter()

@@ -46,6 +46,8 @@ pub enum Command {
     /// Saves, restores and inspects snapshots of the servers' state.
     #[command(subcommand)]
     Snapshot(crate::snapshot_cmd::SnapshotCommand),
+    /// Estimates the network round trip time between nodes.
+    Rtt(RttArgs),
     /// Serf's commands: talk to a Serf agent over its RPC port.
     #[command(subcommand)]
     Serf(crate::serf_cmd::SerfCommand),
@@ -299,6 +301,17 @@ pub struct EventArgs {
     /// Regular expression on service tags (needs -service).
     #[arg(long, default_value = "")]
     pub tag: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RttArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Use WAN coordinates instead of LAN coordinates.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub wan: bool,
     #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }

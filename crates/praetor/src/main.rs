@@ -10,6 +10,7 @@ mod lock_cmd;
 mod maint_cmd;
 mod members_cmd;
 mod operator_cmd;
+mod rtt_cmd;
 mod serf_agent_cmd;
 mod serf_cmd;
 mod services_cmd;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         cli::Command::Operator(c) => operator_cmd::run(c),
         cli::Command::Snapshot(c) => snapshot_cmd::run(c),
         cli::Command::Serf(c) => serf_cmd::run(c),
+        cli::Command::Rtt(c) => rtt_cmd::run(c),
     };
     ExitCode::from(code)
 }

@@ -574,6 +574,7 @@ impl WriteTxn {
             self.delete_check(node_key, &check_id);
         }
         self.invalidate_node_sessions(node_key);
+        self.delete_node_coordinates(node_key);
         if let Some(node) = self.tables.catalog.nodes.remove(node_key) {
             self.touch(Table::Nodes, node_key);
             self.tables.catalog.named.remove(&node_row(&node.name));

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Deregistration, Registration, WriteError};
+use crate::coordinate::NodeCoordinate;
 use crate::session::Session;
 use crate::txn::TxnOutcome;
 use crate::Index;
@@ -34,6 +35,10 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         state: Vec<u8>,
     },
+    /// Consul's `Coordinate.Update`, batched: nodes' network coordinates.
+    /// Updates for nodes not in the catalog, or with non-finite values,
+    /// are skipped.
+    CoordinateBatchUpdate(Vec<NodeCoordinate>),
 }
 
 /// What applying a command produced (sent back to a forwarding server

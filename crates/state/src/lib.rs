@@ -13,6 +13,7 @@
 
 mod catalog;
 mod command;
+mod coordinate;
 mod error;
 mod kv;
 mod persist;
@@ -28,6 +29,7 @@ pub use catalog::{
     ServiceInstance, Weights, WriteError,
 };
 pub use command::{Command, KvOp, KvVerb, Outcome, TxnOp};
+pub use coordinate::{Coord, NodeCoordinate};
 pub use error::StateError;
 pub use kv::DirEntry;
 pub use persist::{snapshot_stats, RowStats};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{HealthCheck, Node, ServiceInstance, NODE_EXTINCTION, SERVICE_EXTINCTION};
+use crate::coordinate::NodeCoordinate;
 use crate::error::StateError;
 use crate::kv::DirEntry;
 use crate::session::Session;
@@ -28,6 +29,9 @@ struct Persisted {
     checks: Vec<HealthCheck>,
     named_indexes: Vec<(String, Index)>,
     sessions: Vec<Session>,
+    /// Absent from snapshots written before coordinates were kept.
+    #[serde(default)]
+    coordinates: Vec<NodeCoordinate>,
 }
 
 impl Snapshot {
@@ -49,6 +53,12 @@ impl Snapshot {
                 .sessions
                 .values()
                 .map(|s| (**s).clone())
+                .collect(),
+            coordinates: self
+                .tables
+                .coordinates
+                .values()
+                .map(|c| (**c).clone())
                 .collect(),
         };
         let mut out = MAGIC.to_vec();
@@ -124,6 +134,7 @@ pub fn snapshot_stats(bytes: &[u8]) -> Result<(Index, Vec<RowStats>), StateError
         merge(&tombstones),
         stats("Session", &persisted.sessions),
         stats("Index", &persisted.named_indexes),
+        stats("Coordinate", &persisted.coordinates),
     ];
     rows.retain(|r| r.count > 0);
     rows.sort_by(|a, b| b.size.cmp(&a.size).then(a.name.cmp(b.name)));
@@ -258,6 +269,10 @@ impl Persisted {
             tables
                 .sessions
                 .insert(session.id.to_lowercase(), Arc::new(session));
+        }
+        for coordinate in persisted.coordinates {
+            let key = crate::coordinate::key_of(&coordinate.node, &coordinate.segment);
+            tables.coordinates.insert(key, Arc::new(coordinate));
         }
         Ok(Snapshot {
             index: persisted.index,

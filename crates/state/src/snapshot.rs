@@ -3,6 +3,7 @@ use std::sync::Arc;
 use imbl::OrdMap;
 
 use crate::catalog::CatalogTables;
+use crate::coordinate::{CoordinateKey, NodeCoordinate};
 use crate::kv::DirEntry;
 use crate::session::Session;
 use crate::table::{Table, TableIndexes};
@@ -21,6 +22,7 @@ pub(crate) struct Tables {
     pub(crate) catalog: CatalogTables,
     /// By lowercased session ID.
     pub(crate) sessions: OrdMap<String, Arc<Session>>,
+    pub(crate) coordinates: OrdMap<CoordinateKey, Arc<NodeCoordinate>>,
     pub(crate) indexes: TableIndexes,
 }
 

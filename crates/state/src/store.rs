@@ -115,6 +115,10 @@ impl Store {
                 txn.session_destroy(id);
                 (Outcome::Write(Ok(())), true)
             }
+            Command::CoordinateBatchUpdate(updates) => {
+                txn.coordinate_batch_update(updates);
+                (Outcome::Write(Ok(())), true)
+            }
             Command::Restore { state } => {
                 return Ok((self.restore_at(index, state, &current), Vec::new()));
             }

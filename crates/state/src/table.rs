@@ -18,10 +18,12 @@ pub enum Table {
     Checks,
     /// Sessions: lock holders tied to a node and its checks.
     Sessions,
+    /// Network coordinates of catalog nodes.
+    Coordinates,
 }
 
 impl Table {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [Table; Table::COUNT] = [
         Table::Kvs,
         Table::Tombstones,
@@ -29,6 +31,7 @@ impl Table {
         Table::Services,
         Table::Checks,
         Table::Sessions,
+        Table::Coordinates,
     ];
 
     pub(crate) fn slot(self) -> usize {
@@ -44,13 +47,27 @@ impl Table {
             Table::Services => "services",
             Table::Checks => "checks",
             Table::Sessions => "sessions",
+            Table::Coordinates => "coordinates",
         }
     }
 }
 
 /// The last index that changed each table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct TableIndexes([Index; Table::COUNT]);
+
+/// Read from any length, so snapshots written before a table was added
+/// still load (the new tables start at 0).
+impl<'de> Deserialize<'de> for TableIndexes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = Vec::<Index>::deserialize(deserializer)?;
+        let mut indexes = [0; Table::COUNT];
+        for (slot, index) in indexes.iter_mut().zip(stored) {
+            *slot = index;
+        }
+        Ok(TableIndexes(indexes))
+    }
+}
 
 impl TableIndexes {
     pub(crate) fn get(&self, table: Table) -> Index {

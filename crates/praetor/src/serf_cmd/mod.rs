@@ -13,7 +13,7 @@ mod join;
 mod keys;
 mod members;
 mod monitor;
-mod output;
+pub(crate) mod output;
 mod query;
 mod rtt;
 mod tags;
