@@ -84,6 +84,12 @@ def test_a_client_answers_through_the_servers(cluster, clients):
     t.join(timeout=30)
     assert woke.get("value") == b"2"
 
+    # The client reports its network coordinate through a server.
+    wait_until(lambda: "c1" in [c["Node"] for c in leader.get("/v1/coordinate/nodes").json()],
+               DEADLINE, what="c1's coordinate in the catalog")
+    nearest = c1.get("/v1/catalog/nodes", params={"near": "_agent"}).json()
+    assert nearest[0]["Node"] == "c1"
+
     # Anti-entropy removes what the client no longer has.
     assert c1.put("/v1/agent/service/deregister/web1").status_code == 200
     wait_until(lambda: _service_nodes(c2, "web") == [], DEADLINE, what="web to be deregistered")

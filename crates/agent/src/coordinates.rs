@@ -89,6 +89,25 @@ impl Agent {
         Ok(())
     }
 
+    /// Whether the catalog holds this node's coordinate: this agent's own
+    /// store on a server, a server's answer on a client.
+    async fn coordinate_stored(&self) -> bool {
+        let node = &self.config().node_name;
+        let Some(router) = self.router() else {
+            return self.store().snapshot().coordinate(node, "").is_some();
+        };
+        let request = consensus::ApiRequest {
+            method: "GET".to_owned(),
+            uri: format!("/v1/coordinate/node/{node}?stale"),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        router
+            .api(&request)
+            .await
+            .is_ok_and(|reply| reply.status == 200)
+    }
+
     /// Sends one report of this node's coordinate.
     async fn send_coordinate(&self) {
         let update = NodeCoordinate {
@@ -118,8 +137,7 @@ pub async fn run(agent: Arc<Agent>) {
             _ = agent.stopping() => return,
         }
         agent.send_coordinate().await;
-        let node = &agent.config().node_name;
-        if agent.store().snapshot().coordinate(node, "").is_none() {
+        if !agent.coordinate_stored().await {
             wait = UNTIL_STORED;
             continue;
         }
