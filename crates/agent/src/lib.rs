@@ -6,6 +6,7 @@ pub mod anti_entropy;
 pub mod checks;
 pub mod config;
 pub mod decode;
+pub mod event_wire;
 pub mod events;
 pub mod lan;
 /// Re-exported so the agent's users keep one path to it.
