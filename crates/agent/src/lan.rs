@@ -273,9 +273,18 @@ impl LanPool {
         self.node.force_leave(node.to_owned(), prune).await
     }
 
-    /// Gossips a user event.
-    pub async fn user_event(&self, name: String, payload: Vec<u8>) -> Result<(), String> {
-        self.node.user_event(name, payload, false).await
+    /// Gossips a user event (never coalesced); returns the Lamport time
+    /// serf gave it, the time every member will see it with.
+    pub async fn user_event(&self, name: String, payload: Vec<u8>) -> Result<u64, String> {
+        self.node
+            .run(move |n, now| {
+                let ltime = n.serf.clocks().1;
+                n.serf
+                    .user_event(now, &name, &payload, false)
+                    .map(|()| ltime)
+                    .map_err(|e| e.to_string())
+            })
+            .await?
     }
 
     /// Stops gossiping (after a final snapshot flush), without a leave.

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod config;
 pub mod coordinates;
 pub mod decode;
+pub mod event_wire;
 pub mod events;
 pub mod lan;
 pub mod leader;

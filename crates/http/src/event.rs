@@ -73,6 +73,7 @@ pub async fn fire(
         };
         let event = agent
             .fire_event(request)
+            .await
             .map_err(|e| HttpError::internal(e.0))?;
         Ok(reply::ok(
             &UserEventJson::from(&event),

@@ -121,6 +121,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         Agent::as_client(config, Arc::new(router)).context("Error starting agent")?
     };
     agent.attach_lan(Arc::clone(&lan));
+    // Subscribed before the join, so no event gossiped to us is missed.
+    tokio::spawn(Arc::clone(&agent).receive_gossiped_events(lan.subscribe()));
     if let Some(cluster) = agent.cluster() {
         tokio::spawn(agent::server::discover_servers(
             Arc::clone(&lan),
