@@ -15,6 +15,7 @@ import pytest
 
 from cluster_harness import kv_value, put_ok
 from praetor_harness import wait_until
+from test_dns import DIG, dig
 
 DEADLINE = 30.0
 
@@ -83,6 +84,19 @@ def test_a_client_answers_through_the_servers(cluster, clients):
     assert put_ok(c1, "app/x", "2")
     t.join(timeout=30)
     assert woke.get("value") == b"2"
+
+    # A client's DNS is answered by a server, over UDP and TCP.
+    if DIG is not None:
+        port = c2.isolation["ports"]["dns"]
+        for transport in ("udp", "tcp"):
+            reply = dig(port, "web.service.consul", "A", transport)
+            assert reply.status == "NOERROR" and reply.rdata("A") == ["127.0.0.1"], reply.raw
+            srv = dig(port, "web.service.consul", "SRV", transport)
+            assert [r.data.split()[2] for r in srv.answer] == ["80"], srv.raw
+        missing = dig(port, "nosuch.service.consul")
+        assert missing.status == "NXDOMAIN", missing.raw
+        node = dig(port, "c1.node.consul")
+        assert node.rdata("A") == ["127.0.0.1"], node.raw
 
     # The client reports its network coordinate through a server.
     wait_until(lambda: "c1" in [c["Node"] for c in leader.get("/v1/coordinate/nodes").json()],

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use consensus::{
-    paths, ApiReply, ApiRequest, CallError, NodeStateReply, RpcClient, WriteReply, WriteRequest,
+    paths, ApiReply, ApiRequest, CallError, DnsQuery, DnsReply, NodeStateReply, RpcClient,
+    WriteReply, WriteRequest,
 };
 use rand::seq::SliceRandom;
 use state::{Command, Outcome, ReleasedLock};
@@ -23,6 +24,9 @@ const REBALANCE_AFTER: Duration = Duration::from_secs(120);
 /// How long a forwarded API call may take: a blocking query waits up to
 /// ten minutes plus a sixteenth of it.
 const API_TIMEOUT: Duration = Duration::from_secs(11 * 60);
+/// How long a relayed DNS query may take: resolvers give up after a few
+/// seconds anyway.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a forwarded call failed.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +190,11 @@ impl ServerRouter {
     pub async fn node_state(&self, node: &str) -> Result<NodeStateReply, RouteError> {
         let timeout = self.hold_timeout + Duration::from_secs(5);
         self.call(paths::NODE_STATE, &node, timeout).await
+    }
+
+    /// Has a server answer a DNS query with its own DNS server.
+    pub async fn dns(&self, query: &DnsQuery) -> Result<DnsReply, RouteError> {
+        self.call(paths::DNS, query, DNS_TIMEOUT).await
     }
 
     /// Has a server answer an HTTP API call with its own API.

@@ -16,6 +16,7 @@ mod config;
 mod handler;
 mod name;
 mod recursor;
+pub mod relay;
 mod trim;
 
 use std::future::Future;

@@ -4,8 +4,6 @@
 //! answers it with its own API — blocking queries, consistency modes and
 //! `X-Consul-*` headers included.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use agent::Agent;
@@ -15,7 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use consensus::{ApiHandler, ApiReply, ApiRequest, ByteText};
+use consensus::{ApiReply, ApiRequest, ByteText};
 
 use crate::error::HttpError;
 
@@ -131,57 +129,54 @@ fn into_response(reply: ApiReply) -> Response {
     response
 }
 
-/// A server's answers to the API calls client agents forward.
-struct ServerApi {
-    router: Router,
+/// A server's own API, for the calls its client agents forward.
+#[derive(Clone)]
+pub struct ServerApi(Router);
+
+impl ServerApi {
+    pub fn new(agent: Arc<Agent>) -> ServerApi {
+        ServerApi(crate::router(agent))
+    }
+
+    /// Answers a forwarded call in process, as if it came over HTTP.
+    pub async fn answer(&self, request: ApiRequest) -> ApiReply {
+        answer(&self.0, request).await
+    }
 }
 
-/// The [`ApiHandler`] a server's port uses: its own API, in process.
-pub fn api_handler(agent: Arc<Agent>) -> Arc<dyn ApiHandler> {
-    Arc::new(ServerApi {
-        router: crate::router(agent),
-    })
-}
-
-impl ApiHandler for ServerApi {
-    fn handle(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>> {
-        let mut router = self.router.clone();
-        Box::pin(async move {
-            let mut builder = axum::http::Request::builder()
-                .method(request.method.as_str())
-                .uri(request.uri.as_str());
-            for (name, value) in &request.headers {
-                builder = builder.header(name.as_str(), value.0.as_slice());
-            }
-            let request = match builder.body(Body::from(request.body)) {
-                Ok(request) => request,
-                Err(error) => return text_reply(StatusCode::BAD_REQUEST, &error.to_string()),
-            };
-            let response = tower_service::Service::call(&mut router, request)
-                .await
-                .unwrap_or_else(|never| match never {});
-            let (parts, body) = response.into_parts();
-            let body = match axum::body::to_bytes(body, usize::MAX).await {
-                Ok(body) => body.to_vec(),
-                Err(error) => {
-                    return text_reply(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string())
-                }
-            };
-            ApiReply {
-                status: parts.status.as_u16(),
-                headers: parts
-                    .headers
-                    .iter()
-                    .map(|(name, value)| {
-                        (
-                            name.as_str().to_owned(),
-                            ByteText(value.as_bytes().to_vec()),
-                        )
-                    })
-                    .collect(),
-                body,
-            }
-        })
+async fn answer(router: &Router, request: ApiRequest) -> ApiReply {
+    let mut router = router.clone();
+    let mut builder = axum::http::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.uri.as_str());
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.0.as_slice());
+    }
+    let request = match builder.body(Body::from(request.body)) {
+        Ok(request) => request,
+        Err(error) => return text_reply(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let response = tower_service::Service::call(&mut router, request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let (parts, body) = response.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body.to_vec(),
+        Err(error) => return text_reply(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+    };
+    ApiReply {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    ByteText(value.as_bytes().to_vec()),
+                )
+            })
+            .collect(),
+        body,
     }
 }
 

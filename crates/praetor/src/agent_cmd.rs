@@ -154,11 +154,17 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::info!(%addr, "server port listening");
         }
         let stopping = Arc::clone(&agent);
-        let api = http_api::forward::api_handler(Arc::clone(&agent));
+        let for_clients = crate::forwarded::ServerSide {
+            api: http_api::forward::ServerApi::new(Arc::clone(&agent)),
+            dns: Arc::new(dns::CatalogDns::new(
+                dns::snapshots_of(agent.shared_store()),
+                dns_config.clone(),
+            )),
+        };
         tokio::spawn(consensus::serve_with_api(
             listener,
             cluster,
-            Some(api),
+            Some(Arc::new(for_clients)),
             async move { stopping.stopping().await },
         ))
     });
@@ -184,18 +190,34 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let mut servers_dns = Vec::new();
     for (addr, udp, tcp) in dns_sockets {
         tracing::info!(%addr, "DNS listening (udp and tcp)");
-        let source: dns::SnapshotSource = {
-            let agent = Arc::clone(&agent);
-            Arc::new(move || agent.store().snapshot())
-        };
         let stopping = Arc::clone(&agent);
-        servers_dns.push(tokio::spawn(dns::serve(
-            udp,
-            tcp,
-            source,
-            dns_config.clone(),
-            async move { stopping.stopping().await },
-        )));
+        let stop = async move { stopping.stopping().await };
+        let serving = match agent.router() {
+            // A client keeps no catalog: a server answers its queries.
+            Some(router) => {
+                let router = Arc::clone(router);
+                let forward: dns::relay::Forward = Arc::new(move |message, from, tcp| {
+                    let router = Arc::clone(&router);
+                    Box::pin(async move {
+                        let query = consensus::DnsQuery {
+                            message,
+                            from: from.to_string(),
+                            tcp,
+                        };
+                        router.dns(&query).await.ok().and_then(|r| r.message)
+                    })
+                });
+                tokio::spawn(dns::relay::serve_relay(udp, tcp, forward, stop))
+            }
+            None => tokio::spawn(dns::serve(
+                udp,
+                tcp,
+                dns::snapshots_of(agent.shared_store()),
+                dns_config.clone(),
+                stop,
+            )),
+        };
+        servers_dns.push(serving);
     }
     tokio::spawn(agent::anti_entropy::run(Arc::clone(&agent)));
     tokio::spawn(agent::coordinates::run(Arc::clone(&agent)));

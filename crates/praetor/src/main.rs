@@ -5,6 +5,7 @@ mod catalog_cmd;
 mod cli;
 mod client;
 mod event_cmd;
+mod forwarded;
 mod kv_cmd;
 mod lock_cmd;
 mod maint_cmd;

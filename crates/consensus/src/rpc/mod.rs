@@ -15,11 +15,12 @@
 //! | `/rpc/client-write` | [`wire::WriteRequest`] | [`wire::WriteReply`] |
 //! | `/rpc/api` | [`wire::ApiRequest`] | [`wire::ApiReply`] |
 //! | `/rpc/node-state` | node name | [`wire::NodeStateReply`] |
+//! | `/rpc/dns` | [`wire::DnsQuery`] | [`wire::DnsReply`] |
 //!
 //! `/rpc/write` is one server's write to the leader; `/rpc/client-write`
 //! is a client agent's write to any server, which finds the leader itself.
-//! `/rpc/api` carries a client agent's HTTP API call to a server's
-//! [`server::ApiHandler`].
+//! `/rpc/api` and `/rpc/dns` carry a client agent's HTTP API calls and DNS
+//! queries to a server's [`server::ForwardedCalls`].
 //!
 //! A snapshot install's body is a 4-byte big-endian length, that many
 //! bytes of [`wire::SnapshotHead`], then the state store's snapshot bytes;
@@ -59,6 +60,7 @@ pub mod paths {
     pub const CLIENT_WRITE: &str = "/rpc/client-write";
     pub const API: &str = "/rpc/api";
     pub const NODE_STATE: &str = "/rpc/node-state";
+    pub const DNS: &str = "/rpc/dns";
 }
 
 fn snapshot_body(head: &SnapshotHead, state: &[u8]) -> Result<Bytes, WireError> {

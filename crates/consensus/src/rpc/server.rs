@@ -14,16 +14,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::wire::{ApiReply, ApiRequest};
+use super::wire::{ApiReply, ApiRequest, DnsQuery, DnsReply};
 use super::{paths, split_snapshot_body, CONTENT_TYPE, MAX_BODY, MAX_SNAPSHOT};
 use crate::cluster::Cluster;
 
 type Answer = Response<Full<Bytes>>;
 
-/// Answers the HTTP API calls client agents forward (`/rpc/api`): the
-/// agent layer above plugs its API in here.
-pub trait ApiHandler: Send + Sync + 'static {
-    fn handle(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>>;
+/// Answers what client agents forward: HTTP API calls (`/rpc/api`) and
+/// DNS queries (`/rpc/dns`). The agent layer above plugs its API and its
+/// DNS server in here.
+pub trait ForwardedCalls: Send + Sync + 'static {
+    fn api(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>>;
+    fn dns(&self, query: DnsQuery) -> Pin<Box<dyn Future<Output = DnsReply> + Send>>;
 }
 
 /// Serves the server port on `listener` until `stop` resolves, without
@@ -37,7 +39,7 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, stop: impl Futu
 pub async fn serve_with_api(
     listener: TcpListener,
     cluster: Arc<Cluster>,
-    api: Option<Arc<dyn ApiHandler>>,
+    api: Option<Arc<dyn ForwardedCalls>>,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -89,7 +91,7 @@ pub async fn serve_with_api(
 
 async fn route(
     cluster: &Cluster,
-    api: Option<&dyn ApiHandler>,
+    api: Option<&dyn ForwardedCalls>,
     request: Request<Incoming>,
 ) -> Answer {
     if request.method() != Method::POST {
@@ -118,8 +120,12 @@ async fn route(
         paths::CLIENT_WRITE => answer(&body, |m| cluster.on_client_write(m)).await,
         paths::NODE_STATE => answer(&body, |m| cluster.on_node_state(m)).await,
         paths::API => match api {
-            Some(api) => answer(&body, |m| async move { Ok(api.handle(m).await) }).await,
+            Some(api) => answer(&body, |m| async move { Ok(api.api(m).await) }).await,
             None => text(StatusCode::NOT_FOUND, "this server answers no API calls"),
+        },
+        paths::DNS => match api {
+            Some(api) => answer(&body, |m| async move { Ok(api.dns(m).await) }).await,
+            None => text(StatusCode::NOT_FOUND, "this server answers no DNS queries"),
         },
         paths::SNAPSHOT => match split_snapshot_body(&body) {
             Ok((head, state)) => match cluster.on_snapshot(head, state.to_vec()).await {

@@ -1,0 +1,34 @@
+//! What a server answers for its client agents: their HTTP API calls with
+//! its own router, their DNS queries with its own DNS server.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use consensus::{ApiReply, ApiRequest, DnsQuery, DnsReply, ForwardedCalls};
+use dns::CatalogDns;
+
+pub struct ServerSide {
+    pub api: http_api::forward::ServerApi,
+    pub dns: std::sync::Arc<CatalogDns>,
+}
+
+impl ForwardedCalls for ServerSide {
+    fn api(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>> {
+        let api = self.api.clone();
+        Box::pin(async move { api.answer(request).await })
+    }
+
+    fn dns(&self, query: DnsQuery) -> Pin<Box<dyn Future<Output = DnsReply> + Send>> {
+        let dns = std::sync::Arc::clone(&self.dns);
+        Box::pin(async move {
+            // A client that sent no usable address still gets an answer.
+            let from = query
+                .from
+                .parse()
+                .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            DnsReply {
+                message: dns::relay::answer_raw(&dns, query.message, from, query.tcp).await,
+            }
+        })
+    }
+}
