@@ -79,6 +79,29 @@ def both(praetor: Path, rpc: str, command: str, *args: str, env: Optional[dict] 
     return go, ours
 
 
+def without_phantoms(text: str) -> str:
+    """`serf query` output without the records from no node that serf's
+    agent pushes by a race (its stream loop reads the query's channels
+    after they close at the deadline, before its own deadline timer fires:
+    `Ack from ''`, `Response from '': `), with the totals corrected.
+    praetor's client drops such records; Go's prints them."""
+    lines = text.splitlines(keepends=True)
+    acks = sum(1 for line in lines if line.rstrip("\n") == "Ack from ''")
+    responses = sum(1 for line in lines if line.startswith("Response from '': "))
+    if not acks and not responses:
+        return text
+    out = []
+    for line in lines:
+        bare = line.rstrip("\n")
+        if bare == "Ack from ''" or line.startswith("Response from '': "):
+            continue
+        for label, phantoms in (("Total Acks: ", acks), ("Total Responses: ", responses)):
+            if bare.startswith(label) and bare[len(label):].isdigit():
+                line = f"{label}{int(bare[len(label):]) - phantoms}\n"
+        out.append(line)
+    return "".join(out)
+
+
 def assert_same(go, ours, *, unordered: bool = False) -> None:
     """Same exit code and standard output (as sets of lines if unordered)."""
     detail = (f"\n--- serf (exit {go.returncode}) ---\n{go.stdout}{go.stderr}"
@@ -263,6 +286,7 @@ def test_event(cluster, praetor_cmd, args, usage):
 def test_query_text_and_json(cluster, praetor_cmd):
     a, _ = cluster
     go, ours = both(praetor_cmd, a.rpc, "query", "-timeout", "2s", "ping", "hi")
+    go.stdout = without_phantoms(go.stdout)
     assert_same(go, ours, unordered=True)
     assert sorted(ours.stdout.splitlines()) == sorted([
         "Query 'ping' dispatched", "Ack from 'a'", "Ack from 'b'",
@@ -274,6 +298,8 @@ def test_query_text_and_json(cluster, praetor_cmd):
     go, ours = both(praetor_cmd, a.rpc, "query", "-format", "json", "-timeout", "2s", "ping")
     assert go.returncode == ours.returncode == 0
     theirs, mine = json.loads(go.stdout), json.loads(ours.stdout)
+    theirs["Acks"] = [n for n in theirs["Acks"] if n]  # serf's phantom records
+    theirs["Responses"].pop("", None)
     assert sorted(mine["Acks"]) == sorted(theirs["Acks"]) == ["a", "b"]
     assert mine["Responses"] == theirs["Responses"] == {"a": "pong a\n", "b": "pong b\n"}
 
@@ -290,6 +316,7 @@ def test_query_text_and_json(cluster, praetor_cmd):
 def test_query_filters_and_errors(cluster, praetor_cmd, args):
     a, _ = cluster
     go, ours = both(praetor_cmd, a.rpc, "query", *args)
+    go.stdout = without_phantoms(go.stdout)
     assert_same(go, ours, unordered=True)
 
 

@@ -36,6 +36,12 @@ pub enum Command {
     Event(EventArgs),
     /// Lists the members of the cluster.
     Members(MembersArgs),
+    /// Tells the agent to join the cluster through existing members.
+    Join(JoinArgs),
+    /// Gracefully leaves the cluster and shuts the agent down.
+    Leave(LeaveArgs),
+    /// Forces a member of the cluster to enter the "left" state.
+    ForceLeave(ForceLeaveArgs),
     /// Executes a command holding a lock.
     Lock(LockArgs),
     /// Watches for changes in the catalog, KV store, health or events.
@@ -331,6 +337,41 @@ pub struct MembersArgs {
     pub segment: String,
     #[arg(long, default_value = "")]
     pub filter: String,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Joins a server to another server in the WAN pool.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub wan: bool,
+    /// The addresses to join.
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LeaveArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    #[arg(allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ForceLeaveArgs {
+    #[command(flatten)]
+    pub http: HttpFlags,
+    /// Remove the member from the member list at once.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub prune: bool,
+    /// Leave only the WAN pool.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
+    pub wan: bool,
+    /// The member's node name.
     #[arg(allow_hyphen_values = true)]
     pub args: Vec<String>,
 }

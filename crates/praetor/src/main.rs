@@ -11,6 +11,7 @@ mod lock_cmd;
 mod maint_cmd;
 mod members_cmd;
 mod operator_cmd;
+mod pool_cmd;
 mod rtt_cmd;
 mod serf_agent_cmd;
 mod serf_cmd;
@@ -48,6 +49,9 @@ fn main() -> ExitCode {
         cli::Command::Maint(c) => maint_cmd::run(c),
         cli::Command::Event(c) => event_cmd::run(c),
         cli::Command::Members(c) => members_cmd::run(c),
+        cli::Command::Join(c) => pool_cmd::run_join(c),
+        cli::Command::Leave(c) => pool_cmd::run_leave(c),
+        cli::Command::ForceLeave(c) => pool_cmd::run_force_leave(c),
         cli::Command::Lock(c) => lock_cmd::run(c),
         cli::Command::Watch(c) => watch_cmd::run(c),
         cli::Command::Operator(c) => operator_cmd::run(c),

@@ -1,6 +1,5 @@
-//! `praetor members`: the cluster's members in Consul's table. Until the
-//! gossip layer lands, an agent that has no `/v1/agent/members` shows its
-//! own member from `/v1/agent/self`.
+//! `praetor members`: the LAN pool's members in Consul's table (an agent
+//! without `/v1/agent/members` shows its own member from `/v1/agent/self`).
 
 use std::collections::BTreeMap;
 

@@ -513,11 +513,26 @@ impl Client {
         Ok(Subscription {
             seq,
             records,
-            parse: |v| match protocol::query_record_from_value(&v) {
-                Ok(QueryPush::Record(r)) => Some(r),
-                _ => None,
-            },
+            parse: query_record,
         })
+    }
+}
+
+/// An ack or response pushed by a query stream; `None` for the `done`
+/// record, for what cannot be read, and for records from no node. Serf's
+/// agent streams from channels its query closes at the deadline, and its
+/// stream loop can read them closed before its own deadline timer fires:
+/// under load it pushes acks and responses with an empty `From` (and no
+/// payload). No member has an empty name, so those are dropped here.
+fn query_record(v: Value) -> Option<QueryRecord> {
+    match protocol::query_record_from_value(&v) {
+        Ok(QueryPush::Record(QueryRecord::Ack { from })) if !from.is_empty() => {
+            Some(QueryRecord::Ack { from })
+        }
+        Ok(QueryPush::Record(QueryRecord::Response { from, payload })) if !from.is_empty() => {
+            Some(QueryRecord::Response { from, payload })
+        }
+        _ => None,
     }
 }
 
@@ -657,4 +672,39 @@ async fn route(reader: &mut ValueReader<OwnedReadHalf>, shared: &Shared) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod query_record_tests {
+    use super::*;
+
+    fn pushed(record: QueryRecord) -> Value {
+        protocol::query_record_to_value(Some(&record))
+    }
+
+    #[test]
+    fn records_from_a_node_are_kept() {
+        let ack = QueryRecord::Ack { from: "a".into() };
+        assert_eq!(query_record(pushed(ack.clone())), Some(ack));
+        let response = QueryRecord::Response {
+            from: "b".into(),
+            payload: b"pong".to_vec(),
+        };
+        assert_eq!(query_record(pushed(response.clone())), Some(response));
+        assert_eq!(query_record(protocol::query_record_to_value(None)), None);
+    }
+
+    #[test]
+    fn records_from_no_node_are_dropped() {
+        // What serf's agent pushes after reading its closed channels.
+        let ack = QueryRecord::Ack {
+            from: String::new(),
+        };
+        assert_eq!(query_record(pushed(ack)), None);
+        let response = QueryRecord::Response {
+            from: String::new(),
+            payload: Vec::new(),
+        };
+        assert_eq!(query_record(pushed(response)), None);
+    }
 }
