@@ -38,18 +38,15 @@ fn same_service(local: &ServiceInstance, remote: &ServiceInstance) -> bool {
     .same_content(remote)
 }
 
+/// What the catalog holds of this node: its services and checks by ID.
+pub type CatalogView = (
+    BTreeMap<String, Arc<ServiceInstance>>,
+    BTreeMap<String, Arc<HealthCheck>>,
+);
+
 /// The catalog's services and checks of `node`: from this agent's store on
 /// a server, from a server on a client.
-async fn catalog_view(
-    agent: &Agent,
-    node: &str,
-) -> Result<
-    (
-        BTreeMap<String, Arc<ServiceInstance>>,
-        BTreeMap<String, Arc<HealthCheck>>,
-    ),
-    String,
-> {
+async fn catalog_view(agent: &Agent, node: &str) -> Result<CatalogView, String> {
     if let Some(router) = agent.router() {
         let view = router.node_state(node).await.map_err(|e| e.to_string())?;
         return Ok((
@@ -81,25 +78,42 @@ async fn catalog_view(
 /// How soon a failed pass is tried again.
 const SYNC_RETRY: Duration = Duration::from_secs(3);
 
-/// One pass: push every difference between local state and the catalog.
-/// Fails, changing nothing, when the catalog cannot be read.
+/// One full pass: read the catalog, push every difference between local
+/// state and it. Fails, changing nothing, when the catalog cannot be read.
 pub async fn sync(agent: &Agent) -> Result<(), String> {
+    sync_with(agent, None).await.map(|_| ())
+}
+
+/// One pass against `known`, what the last pass left in the catalog, or
+/// (with `None`) against the catalog read afresh. Returns what the catalog
+/// holds afterwards when every write took, `None` when one did not (the
+/// next pass reads the catalog again) — Consul's in-sync tracking: a change
+/// costs its writes only, and the periodic full pass catches anything done
+/// to the catalog behind the agent's back.
+async fn sync_with(
+    agent: &Agent,
+    known: Option<CatalogView>,
+) -> Result<Option<CatalogView>, String> {
     let node = agent.config().node_name.clone();
     let (services, checks) = {
         let local = agent.local_state();
         (local.services().clone(), local.checks().clone())
     };
-    let (remote_services, remote_checks) = catalog_view(agent, &node).await?;
+    let (remote_services, remote_checks) = match known {
+        Some(view) => view,
+        None => catalog_view(agent, &node).await?,
+    };
+    let mut all_took = true;
 
     for id in remote_services.keys() {
         let owned_by_server = agent.config().server && id == "consul";
         if !services.contains_key(id) && !owned_by_server {
-            write(agent, deregister(&node, Some(id.clone()), None)).await;
+            all_took &= write(agent, deregister(&node, Some(id.clone()), None)).await;
         }
     }
     for id in remote_checks.keys() {
         if !checks.contains_key(id) && id != SERF_CHECK_ID {
-            write(agent, deregister(&node, None, Some(id.clone()))).await;
+            all_took &= write(agent, deregister(&node, None, Some(id.clone()))).await;
         }
     }
     for (id, local) in &services {
@@ -117,7 +131,7 @@ pub async fn sync(agent: &Agent) -> Result<(), String> {
                 .is_some_and(|r| c.same_content(r))
         });
         if !in_sync || !checks_in_sync {
-            write(
+            all_took &= write(
                 agent,
                 Command::Register(Box::new(Registration {
                     node: state::Node {
@@ -143,7 +157,7 @@ pub async fn sync(agent: &Agent) -> Result<(), String> {
         .map(|c| c.check.clone())
         .collect();
     if !node_checks.is_empty() {
-        write(
+        all_took &= write(
             agent,
             Command::Register(Box::new(Registration {
                 node: state::Node {
@@ -157,7 +171,32 @@ pub async fn sync(agent: &Agent) -> Result<(), String> {
         )
         .await;
     }
-    Ok(())
+    if !all_took {
+        return Ok(None);
+    }
+    // The catalog now holds the local state, beside what the agent does
+    // not own there (the server's `consul` service, `serfHealth`).
+    let mut now_services: BTreeMap<String, Arc<ServiceInstance>> = remote_services
+        .into_iter()
+        .filter(|(id, _)| agent.config().server && id == "consul")
+        .collect();
+    now_services.extend(services.values().map(|s| {
+        let instance = ServiceInstance {
+            node: node.clone(),
+            ..s.instance.clone()
+        };
+        (instance.id.clone(), Arc::new(instance))
+    }));
+    let mut now_checks: BTreeMap<String, Arc<HealthCheck>> = remote_checks
+        .into_iter()
+        .filter(|(id, _)| id == SERF_CHECK_ID)
+        .collect();
+    now_checks.extend(
+        checks
+            .values()
+            .map(|c| (c.check.check_id.clone(), Arc::new(c.check.clone()))),
+    );
+    Ok(Some((now_services, now_checks)))
 }
 
 fn deregister(node: &str, service_id: Option<String>, check_id: Option<String>) -> Command {
@@ -168,13 +207,18 @@ fn deregister(node: &str, service_id: Option<String>, check_id: Option<String>) 
     })
 }
 
-async fn write(agent: &Agent, command: Command) {
+/// Applies one sync write; false when it did not take.
+async fn write(agent: &Agent, command: Command) -> bool {
     match agent.apply(command).await {
         Ok((_, Outcome::Write(Err(error)))) => {
-            tracing::warn!(%error, "anti-entropy: the catalog refused a sync")
+            tracing::warn!(%error, "anti-entropy: the catalog refused a sync");
+            false
         }
-        Err(error) => tracing::warn!(%error, "anti-entropy: sync failed"),
-        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(%error, "anti-entropy: sync failed");
+            false
+        }
+        Ok(_) => true,
     }
 }
 
@@ -182,12 +226,18 @@ async fn write(agent: &Agent, command: Command) {
 /// one every interval.
 pub async fn run(agent: Arc<Agent>) {
     let mut synced_version = None;
+    // What the last pass left in the catalog; `None` makes the next pass
+    // a full one.
+    let mut known: Option<CatalogView> = None;
     loop {
         let version = agent.local_state().version();
         let mut next = full_sync_interval(agent.lan().map_or(1, |lan| lan.members().len()));
         if synced_version != Some(version) {
-            match sync(&agent).await {
-                Ok(()) => synced_version = Some(version),
+            match sync_with(&agent, known.take()).await {
+                Ok(after) => {
+                    known = after;
+                    synced_version = Some(version);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "anti-entropy: cannot read the catalog, will retry");
                     next = SYNC_RETRY;
@@ -196,7 +246,10 @@ pub async fn run(agent: Arc<Agent>) {
         }
         tokio::select! {
             _ = agent.local_changed() => {}
-            _ = tokio::time::sleep(next) => synced_version = None,
+            _ = tokio::time::sleep(next) => {
+                synced_version = None;
+                known = None;
+            }
             _ = agent.stopping() => return,
         }
     }
