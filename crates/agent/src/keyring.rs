@@ -58,9 +58,14 @@ pub fn decode_key(key: &str) -> Result<Vec<u8>, String> {
         let at = match e {
             base64::DecodeError::InvalidByte(at, _)
             | base64::DecodeError::InvalidLastSymbol(at, _) => at,
+            // Misplaced padding: Go points at the first `=`.
+            base64::DecodeError::InvalidPadding if key.contains('=') => {
+                key.find('=').unwrap_or_default()
+            }
             // An incomplete last quantum: Go points at its start.
-            base64::DecodeError::InvalidLength(len) => len - len % 4,
-            base64::DecodeError::InvalidPadding => key.find('=').unwrap_or(key.len()),
+            base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidPadding => {
+                key.len() - key.len() % 4
+            }
         };
         format!("illegal base64 data at input byte {at}")
     })
