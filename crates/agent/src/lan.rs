@@ -287,6 +287,30 @@ impl LanPool {
             .await?
     }
 
+    /// Runs a key-management query across the pool and sums up the
+    /// members' answers; `Err` when the query could not be sent (a key
+    /// that is not base64, a stopped agent).
+    pub async fn key_operation(
+        &self,
+        op: crate::keyring::KeyringOp,
+        relay_factor: u8,
+    ) -> Result<serf::KeySummary, String> {
+        use base64::Engine as _;
+        // Serf reads the key back from canonical base64.
+        let key = match op.key() {
+            Some(k) => Some(
+                base64::engine::general_purpose::STANDARD.encode(crate::keyring::decode_key(k)?),
+            ),
+            None => None,
+        };
+        let kop = op.serf_op();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.node
+            .run(move |n, now| n.key_query(now, kop, key.as_deref(), relay_factor, tx))
+            .await??;
+        rx.await.map_err(|_| "the agent stopped".to_string())
+    }
+
     /// Stops gossiping (after a final snapshot flush), without a leave.
     pub async fn shutdown(&self) {
         let _ = self

@@ -18,8 +18,16 @@ use consensus::{ApiReply, ApiRequest, ByteText};
 use crate::error::HttpError;
 
 /// Whether a client agent sends `path` to a server.
+///
+/// Keyring operations stay on the agent that received them: Consul's
+/// client forwards them to a server, which runs the key query on the LAN
+/// pool (and the WAN pool), but within one datacenter a key query asked
+/// from any member reaches the same members and sums up the same answers.
 fn goes_to_server(path: &str) -> bool {
-    path.starts_with("/v1/") && !path.starts_with("/v1/agent/") && !path.starts_with("/v1/event/")
+    path.starts_with("/v1/")
+        && !path.starts_with("/v1/agent/")
+        && !path.starts_with("/v1/event/")
+        && path != "/v1/operator/keyring"
 }
 
 /// Headers that describe one hop, not the message.
@@ -199,6 +207,8 @@ mod tests {
         assert!(goes_to_server("/v1/status/leader"));
         assert!(!goes_to_server("/v1/agent/self"));
         assert!(!goes_to_server("/v1/event/list"));
+        assert!(!goes_to_server("/v1/operator/keyring"));
+        assert!(goes_to_server("/v1/operator/raft/configuration"));
         assert!(!goes_to_server("/ui/"));
     }
 

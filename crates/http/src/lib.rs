@@ -18,6 +18,7 @@ pub mod filter;
 pub mod forward;
 mod health;
 mod http1;
+mod keyring;
 mod kv;
 mod near;
 mod operator;
@@ -51,6 +52,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/v1/operator/raft/configuration",
             any(operator::configuration),
         )
+        .route("/v1/operator/keyring", any(keyring::endpoint))
         .route("/v1/operator/raft/peer", any(operator::peer))
         .route(
             "/v1/operator/raft/transfer-leader",

@@ -54,6 +54,10 @@ pub enum Command {
     Snapshot(crate::snapshot_cmd::SnapshotCommand),
     /// Estimates the network round trip time between nodes.
     Rtt(RttArgs),
+    /// Generates a new gossip encryption key.
+    Keygen(crate::keyring_cmd::KeygenArgs),
+    /// Manages gossip layer encryption keys.
+    Keyring(crate::keyring_cmd::KeyringArgs),
     /// Serf's commands: talk to a Serf agent over its RPC port.
     #[command(subcommand)]
     Serf(crate::serf_cmd::SerfCommand),

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod event_cmd;
 mod forwarded;
+mod keyring_cmd;
 mod kv_cmd;
 mod lock_cmd;
 mod maint_cmd;
@@ -58,6 +59,8 @@ fn main() -> ExitCode {
         cli::Command::Snapshot(c) => snapshot_cmd::run(c),
         cli::Command::Serf(c) => serf_cmd::run(c),
         cli::Command::Rtt(c) => rtt_cmd::run(c),
+        cli::Command::Keygen(c) => keyring_cmd::keygen(c),
+        cli::Command::Keyring(c) => keyring_cmd::run(c),
     };
     ExitCode::from(code)
 }

@@ -250,7 +250,7 @@ impl Backend for AgentBackend {
         let (tx, rx) = oneshot::channel();
         let started = self
             .node
-            .run(move |n, now| n.key_query(now, kop, key.as_deref(), tx))
+            .run(move |n, now| n.key_query(now, kop, key.as_deref(), 0, tx))
             .await;
         let summary = match started {
             Ok(Ok(())) => rx.await.ok(),

@@ -146,16 +146,18 @@ impl AgentNode {
     }
 
     /// Starts a key query whose summary goes to `reply` once every node
-    /// answered or the query timed out.
+    /// answered or the query timed out; each answer is relayed through
+    /// `relay_factor` other members.
     pub fn key_query(
         &mut self,
         now: Instant,
         op: serf::KeyOp,
         key: Option<&str>,
+        relay_factor: u8,
         reply: oneshot::Sender<KeySummary>,
     ) -> Result<(), String> {
         let n = self.serf.num_nodes();
-        let t = self.serf.key_query(now, op, key, 0)?;
+        let t = self.serf.key_query(now, op, key, relay_factor)?;
         self.queries
             .insert(t, QueryWaiter::Keys(KeySummary::new(n), Some(reply)));
         Ok(())

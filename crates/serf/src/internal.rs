@@ -198,7 +198,11 @@ impl KeySummary {
                 for k in r.keys {
                     *self.keys.entry(k).or_default() += 1;
                 }
-                *self.primary_keys.entry(r.primary_key).or_default() += 1;
+                // Only a list answer names a primary key; the others
+                // leave it empty and are not counted.
+                if !r.primary_key.is_empty() {
+                    *self.primary_keys.entry(r.primary_key).or_default() += 1;
+                }
             }
             _ => {
                 self.messages.insert(
@@ -252,5 +256,61 @@ impl Serf {
         };
         self.query(now, &op.query_name(), &payload, &params)
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(from: &str, resp: KeyResponse) -> QueryRecord {
+        QueryRecord::Response {
+            from: from.to_owned(),
+            payload: messages::encode(&Message::KeyResponse(resp)),
+        }
+    }
+
+    #[test]
+    fn summary_counts_keys_and_only_named_primary_keys() {
+        let mut s = KeySummary::new(2);
+        let listed = KeyResponse {
+            result: true,
+            keys: vec!["a".into(), "b".into()],
+            primary_key: "a".into(),
+            ..Default::default()
+        };
+        assert!(!s.add(&answer("n1", listed)));
+        let installed = KeyResponse {
+            result: true,
+            ..Default::default()
+        };
+        assert!(s.add(&answer("n2", installed)));
+        assert_eq!(s.keys, [("a".into(), 1), ("b".into(), 1)].into());
+        assert_eq!(s.primary_keys, [("a".into(), 1)].into());
+        assert_eq!(s.error(), None);
+    }
+
+    #[test]
+    fn summary_reports_failures_with_each_nodes_message() {
+        let mut s = KeySummary::new(3);
+        let refused = KeyResponse {
+            message: NO_KEYRING.into(),
+            ..Default::default()
+        };
+        s.add(&answer("n1", refused.clone()));
+        s.add(&answer("n2", refused));
+        assert!(s.add(&QueryRecord::Done));
+        assert_eq!(s.messages["n1"], NO_KEYRING);
+        assert!(s.primary_keys.is_empty());
+        assert_eq!(s.error().as_deref(), Some("2/3 nodes reported failure"));
+        let mut quiet = KeySummary::new(2);
+        quiet.add(&answer(
+            "n1",
+            KeyResponse {
+                result: true,
+                ..Default::default()
+            },
+        ));
+        assert_eq!(quiet.error().as_deref(), Some("1/2 nodes reported success"));
     }
 }
