@@ -32,8 +32,12 @@ pub(crate) enum Lookup {
         tag: Option<String>,
     },
     Addr(IpAddr),
+    /// `<name>.query[.<dc>].<domain>`: a prepared query by ID or name.
+    Query {
+        name: String,
+    },
     /// Well formed, but for something this agent cannot answer: another
-    /// datacenter, prepared queries, Connect, ingress, virtual IPs.
+    /// datacenter, Connect, ingress, virtual IPs.
     Unanswerable,
     /// Not a Consul name.
     Invalid,
@@ -110,6 +114,10 @@ pub(crate) fn lookup(labels: &[String], settings: &Settings) -> Lookup {
         },
         "service" => service_lookup(parts),
         "node" => Lookup::Invalid,
+        "query" if !parts.is_empty() => Lookup::Query {
+            name: parts.join("."),
+        },
+        "query" => Lookup::Invalid,
         _ => Lookup::Unanswerable,
     }
 }
