@@ -239,7 +239,11 @@ mod tests {
             Some(Lookup::Addr("2001:db8::1".parse().unwrap()))
         );
         assert_eq!(parse("7f00001.addr.consul.").1, Some(Lookup::Invalid));
-        assert_eq!(parse("x.query.consul.").1, Some(Lookup::Unanswerable));
+        let query = |n: &str| Some(Lookup::Query { name: n.to_owned() });
+        assert_eq!(parse("x.query.consul.").1, query("x"));
+        assert_eq!(parse("geo-db.x.query.dc1.consul.").1, query("geo-db.x"));
+        assert_eq!(parse("query.consul.").1, Some(Lookup::Invalid));
+        assert_eq!(parse("x.query.dc9.consul.").1, Some(Lookup::Unanswerable));
         assert_eq!(parse("foo.consul.").1, Some(Lookup::Invalid));
     }
 
