@@ -17,6 +17,7 @@ pub use go_duration;
 mod local_log;
 pub mod local_state;
 pub mod persisted;
+pub mod prepared_queries;
 pub mod registrations;
 pub mod router;
 pub mod server;

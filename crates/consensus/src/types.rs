@@ -43,6 +43,8 @@ impl fmt::Display for Request {
             Command::CoordinateBatchUpdate(updates) => {
                 write!(f, "update {} coordinates", updates.len())
             }
+            Command::PreparedQuerySet(q) => write!(f, "set prepared query {}", q.id),
+            Command::PreparedQueryDelete { id } => write!(f, "delete prepared query {id}"),
             Command::Restore { state } => write!(f, "restore a snapshot of {} bytes", state.len()),
         }
     }

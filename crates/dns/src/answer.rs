@@ -148,6 +148,17 @@ fn meta_txt(owner: &Name, ttl: u32, node: &state::Node) -> Vec<Record> {
         .collect()
 }
 
+/// Seconds between two catalog coordinates, as Serf's Vivaldi estimates.
+fn estimated_rtt(a: &state::Coord, b: &state::Coord) -> Option<f64> {
+    let vivaldi = |c: &state::Coord| coordinate::Coordinate {
+        vec: c.vec.clone(),
+        error: c.error,
+        adjustment: c.adjustment,
+        height: c.height,
+    };
+    vivaldi(a).distance_to(&vivaldi(b))
+}
+
 /// Whether an instance passes Consul's DNS health filter: no critical
 /// check, and with `only_passing` nothing but passing checks.
 fn healthy(instance: &CheckServiceNode, only_passing: bool) -> bool {
@@ -265,6 +276,7 @@ impl Answerer<'_> {
                     self.service(qname, qtype, &service, tag.as_deref(), domain)
                 }
                 Lookup::Addr(ip) => self.addr(qname, qtype, ip),
+                Lookup::Query { name } => self.query(qname, qtype, &name, domain),
                 Lookup::Unanswerable | Lookup::Invalid => return self.name_error(domain),
             },
         };
@@ -360,10 +372,44 @@ impl Answerer<'_> {
         if instances.is_empty() {
             return self.name_error(domain);
         }
+        let ttl = self.settings.service_ttl;
         if qtype == RecordType::SRV {
-            self.service_srv(qname, &instances, domain)
+            self.service_srv(qname, &instances, domain, ttl)
         } else {
-            self.service_addresses(qname, qtype, &instances)
+            self.service_addresses(qname, qtype, &instances, ttl)
+        }
+    }
+
+    /// `<name>.query...`: the instances a prepared query finds, in the
+    /// order its execution gives (nearest first when it sorts by `Near`),
+    /// with the query's `DNS.TTL` if it has one.
+    fn query(&self, qname: &Name, qtype: RecordType, name: &str, domain: &[String]) -> Reply {
+        let Ok(Some(query)) = self.snapshot.resolve_prepared_query(name) else {
+            return self.name_error(domain);
+        };
+        let options = state::ExecuteOptions {
+            datacenter: &self.settings.datacenter,
+            agent_node: &self.settings.node_name,
+            near: None,
+            limit: 0,
+        };
+        let run = self
+            .snapshot
+            .execute_prepared_query(&query, &options, &estimated_rtt);
+        if run.nodes.is_empty() {
+            return self.name_error(domain);
+        }
+        let ttl = go_duration::parse_go_duration(&run.dns_ttl)
+            .ok()
+            .filter(|_| !run.dns_ttl.is_empty())
+            .map_or(self.settings.service_ttl, |nanos| {
+                u32::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u32::MAX)
+            });
+        let instances: Vec<&CheckServiceNode> = run.nodes.iter().collect();
+        if qtype == RecordType::SRV {
+            self.service_srv(qname, &instances, domain, ttl)
+        } else {
+            self.service_addresses(qname, qtype, &instances, ttl)
         }
     }
 
@@ -381,8 +427,8 @@ impl Answerer<'_> {
         qname: &Name,
         qtype: RecordType,
         instances: &[&CheckServiceNode],
+        ttl: u32,
     ) -> Reply {
-        let ttl = self.settings.service_ttl;
         let limit = self.settings.a_record_limit;
         let mut reply = Reply::default();
         let mut seen: Vec<IpAddr> = Vec::with_capacity(instances.len());
@@ -427,8 +473,8 @@ impl Answerer<'_> {
         qname: &Name,
         instances: &[&CheckServiceNode],
         domain: &[String],
+        ttl: u32,
     ) -> Reply {
-        let ttl = self.settings.service_ttl;
         let mut reply = Reply::default();
         // Few records each: a linear scan beats hashing them.
         let mut seen: Vec<(&str, &str, u16)> = Vec::with_capacity(instances.len());

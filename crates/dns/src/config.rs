@@ -38,6 +38,8 @@ pub struct DnsConfig {
     pub node_meta_txt: bool,
     /// The timers of the SOA record (`dns_config.soa`).
     pub soa: SoaConfig,
+    /// This agent's node: what a prepared query's `Near: "_agent"` means.
+    pub node_name: String,
 }
 
 /// SOA timers, in seconds (Consul's `dns_config.soa`).
@@ -79,6 +81,7 @@ impl Default for DnsConfig {
             max_stale: Duration::from_secs(87600 * 3600),
             node_meta_txt: true,
             soa: SoaConfig::default(),
+            node_name: String::new(),
         }
     }
 }
@@ -103,6 +106,7 @@ pub(crate) struct Settings {
     pub(crate) recursor_timeout: Duration,
     pub(crate) node_meta_txt: bool,
     pub(crate) soa: SoaConfig,
+    pub(crate) node_name: String,
 }
 
 /// `"Consul."` and `"consul"` both become `["consul"]`.
@@ -146,6 +150,7 @@ impl Settings {
             recursor_timeout: config.recursor_timeout,
             node_meta_txt: config.node_meta_txt,
             soa: config.soa,
+            node_name: config.node_name.clone(),
         }
     }
 

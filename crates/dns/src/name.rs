@@ -32,8 +32,12 @@ pub(crate) enum Lookup {
         tag: Option<String>,
     },
     Addr(IpAddr),
+    /// `<name>.query[.<dc>].<domain>`: a prepared query by ID or name.
+    Query {
+        name: String,
+    },
     /// Well formed, but for something this agent cannot answer: another
-    /// datacenter, prepared queries, Connect, ingress, virtual IPs.
+    /// datacenter, Connect, ingress, virtual IPs.
     Unanswerable,
     /// Not a Consul name.
     Invalid,
@@ -110,6 +114,10 @@ pub(crate) fn lookup(labels: &[String], settings: &Settings) -> Lookup {
         },
         "service" => service_lookup(parts),
         "node" => Lookup::Invalid,
+        "query" if !parts.is_empty() => Lookup::Query {
+            name: parts.join("."),
+        },
+        "query" => Lookup::Invalid,
         _ => Lookup::Unanswerable,
     }
 }
@@ -231,7 +239,11 @@ mod tests {
             Some(Lookup::Addr("2001:db8::1".parse().unwrap()))
         );
         assert_eq!(parse("7f00001.addr.consul.").1, Some(Lookup::Invalid));
-        assert_eq!(parse("x.query.consul.").1, Some(Lookup::Unanswerable));
+        let query = |n: &str| Some(Lookup::Query { name: n.to_owned() });
+        assert_eq!(parse("x.query.consul.").1, query("x"));
+        assert_eq!(parse("geo-db.x.query.dc1.consul.").1, query("geo-db.x"));
+        assert_eq!(parse("query.consul.").1, Some(Lookup::Invalid));
+        assert_eq!(parse("x.query.dc9.consul.").1, Some(Lookup::Unanswerable));
         assert_eq!(parse("foo.consul.").1, Some(Lookup::Invalid));
     }
 

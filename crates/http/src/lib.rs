@@ -23,6 +23,7 @@ mod kv;
 mod near;
 mod operator;
 mod params;
+mod query;
 mod reply;
 mod session;
 mod shapes;
@@ -94,6 +95,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/session/node/", any(session::node))
         .route("/v1/session/node/{*node}", any(session::node))
         .route("/v1/session/list", any(session::list))
+        .route("/v1/query", any(query::general))
+        .route("/v1/query/{*rest}", any(query::specific))
         .route("/v1/event/fire/", any(event::fire))
         .route("/v1/event/fire/{*name}", any(event::fire))
         .route("/v1/event/list", any(event::list))

@@ -372,6 +372,7 @@ fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
         allow_stale: d.allow_stale,
         max_stale: d.max_stale,
         node_meta_txt: d.enable_additional_node_meta_txt,
+        node_name: config.node_name.clone(),
         ..dns::DnsConfig::default()
     })
 }

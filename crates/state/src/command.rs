@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Deregistration, Registration, WriteError};
 use crate::coordinate::NodeCoordinate;
+use crate::prepared_query::PreparedQuery;
 use crate::session::Session;
 use crate::txn::TxnOutcome;
 use crate::Index;
@@ -39,6 +40,11 @@ pub enum Command {
     /// Updates for nodes not in the catalog, or with non-finite values,
     /// are skipped.
     CoordinateBatchUpdate(Vec<NodeCoordinate>),
+    /// `POST /v1/query` and `PUT /v1/query/:id`: creates or replaces the
+    /// query with this ID (chosen before the command is logged).
+    PreparedQuerySet(Box<PreparedQuery>),
+    /// `DELETE /v1/query/:id`.
+    PreparedQueryDelete { id: String },
 }
 
 /// What applying a command produced (sent back to a forwarding server

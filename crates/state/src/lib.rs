@@ -17,10 +17,12 @@ mod coordinate;
 mod error;
 mod kv;
 mod persist;
+mod prepared_query;
 mod session;
 mod snapshot;
 mod store;
 mod table;
+mod template;
 mod txn;
 mod watch;
 
@@ -33,6 +35,10 @@ pub use coordinate::{Coord, NodeCoordinate};
 pub use error::StateError;
 pub use kv::DirEntry;
 pub use persist::{snapshot_stats, RowStats};
+pub use prepared_query::{
+    ExecuteOptions, Execution, FailoverTarget, PreparedQuery, QueryDns, QueryFailover,
+    QueryTemplate, ServiceQuery, NAME_PREFIX_MATCH, QUERY_NOT_FOUND,
+};
 pub use session::{Behavior, ReleasedLock, Session};
 pub use snapshot::Snapshot;
 pub use store::Store;

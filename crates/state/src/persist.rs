@@ -9,6 +9,7 @@ use crate::catalog::{HealthCheck, Node, ServiceInstance, NODE_EXTINCTION, SERVIC
 use crate::coordinate::NodeCoordinate;
 use crate::error::StateError;
 use crate::kv::DirEntry;
+use crate::prepared_query::PreparedQuery;
 use crate::session::Session;
 use crate::snapshot::{Snapshot, Tables};
 use crate::table::{Table, TableIndexes};
@@ -32,6 +33,9 @@ struct Persisted {
     /// Absent from snapshots written before coordinates were kept.
     #[serde(default)]
     coordinates: Vec<NodeCoordinate>,
+    /// Absent from snapshots written before prepared queries were kept.
+    #[serde(default)]
+    prepared_queries: Vec<PreparedQuery>,
 }
 
 impl Snapshot {
@@ -59,6 +63,12 @@ impl Snapshot {
                 .coordinates
                 .values()
                 .map(|c| (**c).clone())
+                .collect(),
+            prepared_queries: self
+                .tables
+                .prepared_queries
+                .values()
+                .map(|q| (**q).clone())
                 .collect(),
         };
         let mut out = MAGIC.to_vec();
@@ -135,6 +145,7 @@ pub fn snapshot_stats(bytes: &[u8]) -> Result<(Index, Vec<RowStats>), StateError
         stats("Session", &persisted.sessions),
         stats("Index", &persisted.named_indexes),
         stats("Coordinate", &persisted.coordinates),
+        stats("PreparedQuery", &persisted.prepared_queries),
     ];
     rows.retain(|r| r.count > 0);
     rows.sort_by(|a, b| b.size.cmp(&a.size).then(a.name.cmp(b.name)));
@@ -193,6 +204,10 @@ impl Persisted {
         for session in &mut self.sessions {
             clamp(&mut session.create_index);
             clamp(&mut session.modify_index);
+        }
+        for query in &mut self.prepared_queries {
+            clamp(&mut query.create_index);
+            clamp(&mut query.modify_index);
         }
         for (_, index) in &mut self.named_indexes {
             *index = at;
@@ -273,6 +288,11 @@ impl Persisted {
         for coordinate in persisted.coordinates {
             let key = crate::coordinate::key_of(&coordinate.node, &coordinate.segment);
             tables.coordinates.insert(key, Arc::new(coordinate));
+        }
+        for query in persisted.prepared_queries {
+            tables
+                .prepared_queries
+                .insert(query.id.to_lowercase(), Arc::new(query));
         }
         Ok(Snapshot {
             index: persisted.index,

@@ -103,6 +103,7 @@ impl WriteTxn {
             return;
         };
         self.touch(Table::Sessions, &id);
+        self.delete_session_queries(&id);
         let held: Vec<String> = self
             .tables
             .kvs

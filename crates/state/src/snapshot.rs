@@ -5,6 +5,7 @@ use imbl::OrdMap;
 use crate::catalog::CatalogTables;
 use crate::coordinate::{CoordinateKey, NodeCoordinate};
 use crate::kv::DirEntry;
+use crate::prepared_query::PreparedQuery;
 use crate::session::Session;
 use crate::table::{Table, TableIndexes};
 use crate::Index;
@@ -23,6 +24,9 @@ pub(crate) struct Tables {
     /// By lowercased session ID.
     pub(crate) sessions: OrdMap<String, Arc<Session>>,
     pub(crate) coordinates: OrdMap<CoordinateKey, Arc<NodeCoordinate>>,
+    /// By lowercased query ID. Names and template prefixes are found by
+    /// scanning: clusters hold few queries.
+    pub(crate) prepared_queries: OrdMap<String, Arc<PreparedQuery>>,
     pub(crate) indexes: TableIndexes,
 }
 

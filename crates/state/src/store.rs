@@ -119,6 +119,15 @@ impl Store {
                 txn.coordinate_batch_update(updates);
                 (Outcome::Write(Ok(())), true)
             }
+            Command::PreparedQuerySet(query) => {
+                let result = txn.prepared_query_set(query);
+                let keep = result.is_ok();
+                (Outcome::Write(result), keep)
+            }
+            Command::PreparedQueryDelete { id } => {
+                txn.prepared_query_delete(id);
+                (Outcome::Write(Ok(())), true)
+            }
             Command::Restore { state } => {
                 return Ok((self.restore_at(index, state, &current), Vec::new()));
             }

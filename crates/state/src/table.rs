@@ -20,10 +20,12 @@ pub enum Table {
     Sessions,
     /// Network coordinates of catalog nodes.
     Coordinates,
+    /// Prepared queries (`/v1/query`).
+    PreparedQueries,
 }
 
 impl Table {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [Table; Table::COUNT] = [
         Table::Kvs,
         Table::Tombstones,
@@ -32,6 +34,7 @@ impl Table {
         Table::Checks,
         Table::Sessions,
         Table::Coordinates,
+        Table::PreparedQueries,
     ];
 
     pub(crate) fn slot(self) -> usize {
@@ -48,6 +51,7 @@ impl Table {
             Table::Checks => "checks",
             Table::Sessions => "sessions",
             Table::Coordinates => "coordinates",
+            Table::PreparedQueries => "prepared-queries",
         }
     }
 }
