@@ -95,13 +95,26 @@ async fn sync_with(
     known: Option<CatalogView>,
 ) -> Result<Option<CatalogView>, String> {
     let node = agent.config().node_name.clone();
-    let (services, checks) = {
-        let local = agent.local_state();
-        (local.services().clone(), local.checks().clone())
-    };
     let (remote_services, remote_checks) = match known {
         Some(view) => view,
         None => catalog_view(agent, &node).await?,
+    };
+    // A service with `enable_tag_override` takes the tags someone set in
+    // the catalog instead of pushing its own back.
+    agent.update_local(|local| {
+        let adopted: Vec<(String, Vec<String>)> = local
+            .services()
+            .iter()
+            .filter(|(_, s)| s.instance.enable_tag_override)
+            .filter_map(|(id, _)| Some((id.clone(), remote_services.get(id)?.tags.clone())))
+            .collect();
+        for (id, tags) in adopted {
+            local.adopt_service_tags(&id, tags);
+        }
+    });
+    let (services, checks) = {
+        let local = agent.local_state();
+        (local.services().clone(), local.checks().clone())
     };
     let mut all_took = true;
 
@@ -291,6 +304,80 @@ mod tests {
             agent.store().index(),
             index,
             "nothing to push the second time"
+        );
+    }
+
+    /// Tags changed in the catalog stay there, and the agent adopts them,
+    /// only for a service with `enable_tag_override`; others get their own
+    /// tags pushed back.
+    #[tokio::test]
+    async fn tag_override_lets_the_catalog_tags_win() {
+        let config = Config {
+            node_name: "n1".into(),
+            dev: true,
+            ..Config::default()
+        };
+        let agent = Agent::new(config).unwrap();
+        agent.register_self().await.unwrap();
+        for (name, over) in [("web", true), ("db", false)] {
+            let definition: ServiceDefinition = crate::decode::from_value(serde_json::json!({
+                "Name": name, "Tags": ["mine"], "EnableTagOverride": over
+            }))
+            .unwrap();
+            agent.add_service(&definition, false, Source::Api).unwrap();
+        }
+        sync(&agent).await.expect("a local catalog");
+        for name in ["web", "db"] {
+            let mut outside = (**agent
+                .store()
+                .snapshot()
+                .node_services("n1", &mut WatchSet::new())
+                .1
+                .unwrap()
+                .1
+                .iter()
+                .find(|s| s.id == name)
+                .unwrap())
+            .clone();
+            outside.tags = vec!["theirs".into()];
+            let registration = Registration {
+                node: state::Node {
+                    name: "n1".into(),
+                    ..state::Node::default()
+                },
+                skip_node_update: true,
+                service: Some(outside),
+                checks: Vec::new(),
+            };
+            agent
+                .apply(Command::Register(Box::new(registration)))
+                .await
+                .unwrap();
+        }
+        sync(&agent).await.expect("a local catalog");
+        let tags_in_catalog = |name: &str| {
+            agent
+                .store()
+                .snapshot()
+                .node_services("n1", &mut WatchSet::new())
+                .1
+                .unwrap()
+                .1
+                .iter()
+                .find(|s| s.id == name)
+                .unwrap()
+                .tags
+                .clone()
+        };
+        assert_eq!(tags_in_catalog("web"), ["theirs"]);
+        assert_eq!(
+            agent.local_state().service("web").unwrap().instance.tags,
+            ["theirs"]
+        );
+        assert_eq!(tags_in_catalog("db"), ["mine"]);
+        assert_eq!(
+            agent.local_state().service("db").unwrap().instance.tags,
+            ["mine"]
         );
     }
 

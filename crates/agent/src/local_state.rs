@@ -61,6 +61,17 @@ impl LocalState {
         self.version += 1;
     }
 
+    /// Gives a service the tags the catalog has for it (Consul's
+    /// `enable_tag_override`: tags set in the catalog win).
+    pub fn adopt_service_tags(&mut self, id: &str, tags: Vec<String>) {
+        if let Some(service) = self.services.get_mut(id) {
+            if service.instance.tags != tags {
+                service.instance.tags = tags;
+                self.version += 1;
+            }
+        }
+    }
+
     /// Removes a service and the checks that belong to it; returns the
     /// removed check IDs.
     pub fn remove_service(&mut self, id: &str) -> Option<Vec<String>> {
