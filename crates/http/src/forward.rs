@@ -18,12 +18,12 @@ use consensus::{ApiReply, ApiRequest, ByteText};
 use crate::error::HttpError;
 
 /// Whether a client agent sends `path` to a server.
-fn goes_to_server(path: &str) -> bool {
+pub(crate) fn goes_to_server(path: &str) -> bool {
     path.starts_with("/v1/") && !path.starts_with("/v1/agent/") && !path.starts_with("/v1/event/")
 }
 
 /// Headers that describe one hop, not the message.
-fn per_hop(name: &str) -> bool {
+pub(crate) fn per_hop(name: &str) -> bool {
     matches!(
         name,
         "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "upgrade" | "host"
@@ -110,7 +110,7 @@ pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: 
     }
 }
 
-fn into_response(reply: ApiReply) -> Response {
+pub(crate) fn into_response(reply: ApiReply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
