@@ -1,10 +1,12 @@
-"""Two datacenters federated over the WAN pool: one server in each (s1 in
-dc1, s2 in dc2, each on its own loopback address) and a client agent in
-dc1. s2 finds s1 with `retry_join_wan`; both servers then list each other
-as WAN members `<node>.<dc>`, every agent lists both datacenters (its own
+"""Two datacenters federated over the WAN pool: s1 in dc1, s2 and s3 in
+dc2 (each on its own loopback address), and a client agent in dc1. Only s2
+is told to join s1 over the WAN (`retry_join_wan`); s3 is brought in by
+dc2's flood join of its LAN servers. The servers then list each other as
+WAN members `<node>.<dc>`, every agent lists both datacenters (its own
 first), and a call naming `?dc=dc2` made on the dc1 client travels client ->
-s1 -> s2 and is answered by dc2's state. A server that leaves shows as left
-in the other's WAN pool."""
+s1 -> a dc2 server and is answered by dc2's state. A server that leaves
+shows as left in the others' WAN pools, and dc2 stays reachable through
+the server it has left."""
 
 from __future__ import annotations
 
@@ -27,9 +29,12 @@ def federation(praetor_bin, tmp_path_factory):
                   extra_config={"datacenter": "dc1"})
     s1 = dc1.servers[0]
     wan_addr = f"{s1.ip}:{dc1.ports['serf_wan']}"
-    dc2 = Cluster(praetor_bin, base / "dc2", 1, first_ip=first + 5, names=["s2"],
-                  extra_config={"datacenter": "dc2", "retry_join_wan": [wan_addr],
-                                "retry_interval_wan": "1s"})
+    dc2 = Cluster(praetor_bin, base / "dc2", 2, first_ip=first + 5, names=["s2", "s3"],
+                  extra_config={"datacenter": "dc2", "retry_interval_wan": "1s"})
+    # Only s2 is told where dc1 is.
+    s2_conf = dc2.servers[0].workdir / "wan.json"
+    s2_conf.write_text(json.dumps({"retry_join_wan": [wan_addr]}))
+    dc2.servers[0].args += ["-config-file", str(s2_conf)]
     conf = base / "c1.json"
     conf.write_text(json.dumps({"retry_interval": "1s"}))
     client = Agent(praetor_bin, base / "c1", node="c1", name="c1", dev=False,
@@ -40,7 +45,8 @@ def federation(praetor_bin, tmp_path_factory):
         dc1.start()
         dc2.start()
         client.start(DEADLINE)
-        yield {"s1": s1, "s2": dc2.servers[0], "c1": client, "dc1": dc1, "dc2": dc2}
+        yield {"s1": s1, "s2": dc2.servers[0], "s3": dc2.servers[1], "c1": client,
+               "dc1": dc1, "dc2": dc2}
     finally:
         try:
             client.close()
@@ -59,14 +65,15 @@ def wan_members(agent) -> dict:
 
 
 def test_servers_share_the_wan_pool(federation):
-    s1, s2, c1 = federation["s1"], federation["s2"], federation["c1"]
+    s1, s2, s3, c1 = federation["s1"], federation["s2"], federation["s3"], federation["c1"]
     dc1, dc2 = federation["dc1"], federation["dc2"]
-    for server in (s1, s2):
+    everyone = {"s1.dc1", "s2.dc2", "s3.dc2"}
+    for server in (s1, s2, s3):
         members = wait_until(
-            lambda server=server: (lambda m: m if {"s1.dc1", "s2.dc2"} <= m.keys()
+            lambda server=server: (lambda m: m if m.keys() == everyone
                                    and all(x["Status"] == 1 for x in m.values()) else None)(
                 wan_members(server)),
-            DEADLINE, what=f"both servers alive in {server.name}'s WAN pool")
+            DEADLINE, what=f"every server alive in {server.name}'s WAN pool")
         one, two = members["s1.dc1"], members["s2.dc2"]
         assert (one["Tags"]["dc"], two["Tags"]["dc"]) == ("dc1", "dc2")
         assert one["Tags"]["role"] == two["Tags"]["role"] == "consul"
@@ -100,7 +107,7 @@ def test_datacenters_are_listed_nearest_first(federation):
     def both_measured():
         maps = {m["Datacenter"]: m for m in s1.get("/v1/coordinate/datacenters").json()}
         nodes = {dc: [c["Node"] for c in m["Coordinates"]] for dc, m in maps.items()}
-        return maps if nodes == {"dc1": ["s1"], "dc2": ["s2"]} else None
+        return maps if nodes == {"dc1": ["s1"], "dc2": ["s2", "s3"]} else None
 
     maps = wait_until(both_measured, DEADLINE, what="WAN coordinates of both servers")
     assert maps["dc2"]["AreaID"] == "wan"
@@ -154,13 +161,25 @@ def test_an_unknown_datacenter_has_no_path(federation):
 
 
 def test_a_server_that_leaves_shows_as_left(federation):
-    s1, s2 = federation["s1"], federation["s2"]
+    s1, s2, s3, c1 = federation["s1"], federation["s2"], federation["s3"], federation["c1"]
     r = s2.put("/v1/agent/leave")
     assert r.status_code == 200, r.text
     s2.stopped_by_test = True
-    wait_until(lambda: wan_members(s1).get("s2.dc2", {}).get("Status") == 3,
-               DEADLINE, what="s2.dc2 left in s1's WAN pool")
+    for server in (s1, s3):
+        wait_until(lambda server=server: wan_members(server).get("s2.dc2", {}).get("Status") == 3,
+                   DEADLINE, what=f"s2.dc2 left in {server.name}'s WAN pool")
     assert s2.wait_exit(DEADLINE) == 0
-    assert s1.get("/v1/catalog/datacenters").json() == ["dc1"]
+    # dc2 is still there, through s3 alone (a stale read: whether s3 leads
+    # alone at once after its peer left is Raft's business, not the WAN's).
+    assert s1.get("/v1/catalog/datacenters").json() == ["dc1", "dc2"]
+    wait_until(lambda: c1.get("/v1/kv/wan/greeting",
+                              params={"dc": "dc2", "raw": "", "stale": ""}).content
+               == b"hello dc2", DEADLINE, what="dc2's KV read through s3")
+    # When the last server of dc2 leaves, there is no path there.
+    assert s3.put("/v1/agent/leave").status_code == 200
+    s3.stopped_by_test = True
+    wait_until(lambda: s1.get("/v1/catalog/datacenters").json() == ["dc1"],
+               DEADLINE, what="dc2 gone once its servers left")
+    assert s3.wait_exit(DEADLINE) == 0
     r = s1.get("/v1/kv/wan/greeting", params={"dc": "dc2"})
     assert (r.status_code, r.text) == (500, "No path to datacenter")

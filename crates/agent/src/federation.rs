@@ -14,9 +14,10 @@ use std::time::Duration;
 use consensus::{paths, ApiReply, ApiRequest, CallError, RpcClient};
 use coordinate::Coordinate;
 use rand::seq::SliceRandom;
-use serf::MemberStatus;
+use serf::{Event, Member, MemberEventKind, MemberStatus};
+use tokio::sync::broadcast::error::RecvError;
 
-use crate::lan::{ServerMeta, WanPool};
+use crate::lan::{LanPool, ServerMeta, WanPool};
 
 /// How long a call forwarded to another datacenter may take: a blocking
 /// query waits up to ten minutes plus a sixteenth of it.
@@ -150,6 +151,60 @@ impl Federation {
             }
         }
         Err(FederationError::NoPath)
+    }
+}
+
+/// The WAN address of a LAN member that is a server of `datacenter` and
+/// is missing from the WAN pool: its address with its `wan_join_port` tag.
+fn missing_from_wan(member: &Member, datacenter: &str, wan: &WanPool) -> Option<String> {
+    let server = ServerMeta::of(member)?;
+    if server.datacenter != datacenter || server.status != MemberStatus::Alive {
+        return None;
+    }
+    let port: u16 = member.tags.get("wan_join_port")?.parse().ok()?;
+    let wan_name = format!("{}.{datacenter}", member.name);
+    if wan.members().iter().any(|m| m.name == wan_name) {
+        return None;
+    }
+    Some(std::net::SocketAddr::new(member.addr, port).to_string())
+}
+
+/// Consul's flood join: every server of this datacenter the LAN pool
+/// knows is joined into the WAN pool too (at its `wan_join_port`), so
+/// that joining one server of a datacenter over the WAN brings in the
+/// others. Runs until the LAN pool stops.
+pub async fn flood_join(lan: Arc<LanPool>, wan: Arc<WanPool>, datacenter: String) {
+    let mut events = lan.subscribe();
+    let flood = |members: &[Member]| {
+        let addrs: Vec<String> = members
+            .iter()
+            .filter_map(|m| missing_from_wan(m, &datacenter, &wan))
+            .collect();
+        let wan = Arc::clone(&wan);
+        async move {
+            if addrs.is_empty() {
+                return;
+            }
+            match wan.join(&addrs).await {
+                Ok(n) => tracing::info!(
+                    nodes = n,
+                    "agent: flood-joined LAN servers into the WAN pool"
+                ),
+                Err(error) => tracing::debug!(%error, "agent: WAN flood join failed"),
+            }
+        }
+    };
+    flood(&lan.members()).await;
+    loop {
+        match events.recv().await {
+            Ok(Event::Member {
+                kind: MemberEventKind::Join | MemberEventKind::Update,
+                members,
+            }) => flood(&members).await,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => flood(&lan.members()).await,
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

@@ -142,6 +142,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     join_pool(&agent, &lan).await?;
     if let Some(wan) = agent.wan() {
         join_pool(&agent, wan).await?;
+        tokio::spawn(agent::federation::flood_join(
+            Arc::clone(&lan),
+            Arc::clone(wan),
+            agent.config().datacenter.clone(),
+        ));
     }
     let c = agent.config();
     tracing::info!(
