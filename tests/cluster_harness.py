@@ -84,22 +84,23 @@ class Cluster:
     """n servers expecting each other; closes them all at the end."""
 
     def __init__(self, binary: Path, base: Path, n: int = 3, *, first_ip: int = 0,
-                 extra_config: Optional[dict] = None):
+                 extra_config: Optional[dict] = None, names: Optional[list[str]] = None):
         first = first_ip or random.randint(20, 200)
         self.ips = [f"127.0.0.{first + i}" for i in range(n)]
         for _ in range(20):
             http, server, lan, wan = free_ports(4)
             ports = {"http": http, "server": server, "serf_lan": lan, "serf_wan": wan,
                      "dns": -1, "grpc": -1}
-            if all(_port_free(ip, p) for ip in self.ips for p in (http, server, lan)):
+            if all(_port_free(ip, p) for ip in self.ips for p in (http, server, lan, wan)):
                 break
         else:
             raise AssertionError("no common free ports on the loopback addresses")
         self.ports = ports
+        names = names or [f"s{i + 1}" for i in range(n)]
         self.servers = [
-            Server(binary, base / f"s{i + 1}", ip=ip, node=f"s{i + 1}", ports=ports,
+            Server(binary, base / name, ip=ip, node=name, ports=ports,
                    expect=n, join=self.ips[0], extra_config=extra_config)
-            for i, ip in enumerate(self.ips)
+            for name, ip in zip(names, self.ips)
         ]
 
     def start(self) -> "Cluster":

@@ -10,7 +10,8 @@ use consensus::{Cluster, ClusterError, ReadMode};
 
 use crate::config::Config;
 use crate::events::EventBuffer;
-use crate::lan::LanPool;
+use crate::federation::Federation;
+use crate::lan::{LanPool, WanPool};
 use crate::local_log::LocalLog;
 use crate::local_state::LocalState;
 use crate::persisted::{Definition, DefinitionStore};
@@ -87,6 +88,8 @@ pub struct Agent {
     events: EventBuffer,
     /// The LAN gossip pool, once started.
     lan: std::sync::OnceLock<Arc<LanPool>>,
+    /// A server's WAN pool and its way to other datacenters, once started.
+    federation: std::sync::OnceLock<Arc<Federation>>,
 }
 
 impl Agent {
@@ -138,6 +141,7 @@ impl Agent {
             lock_delays: LockDelays::default(),
             events: EventBuffer::default(),
             lan: std::sync::OnceLock::new(),
+            federation: std::sync::OnceLock::new(),
         }))
     }
 
@@ -484,6 +488,22 @@ impl Agent {
     /// The LAN gossip pool, when the agent runs one.
     pub fn lan(&self) -> Option<&Arc<LanPool>> {
         self.lan.get()
+    }
+
+    /// Gives a server its WAN gossip pool (once; later calls are ignored).
+    pub fn attach_wan(&self, wan: Arc<WanPool>) {
+        let federation = Federation::new(wan, self.config.datacenter.clone());
+        let _ = self.federation.set(Arc::new(federation));
+    }
+
+    /// The WAN gossip pool, on a server that runs one.
+    pub fn wan(&self) -> Option<&Arc<WanPool>> {
+        self.federation.get().map(|f| f.pool())
+    }
+
+    /// The way to other datacenters, on a server that has a WAN pool.
+    pub fn federation(&self) -> Option<&Arc<Federation>> {
+        self.federation.get()
     }
 
     /// Asks the agent to leave and stop; every server loop watches

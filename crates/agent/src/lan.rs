@@ -1,11 +1,14 @@
-//! The LAN gossip pool. Every agent, server or client, is a member of its
-//! datacenter's Serf pool on `ports.serf_lan` (8301), tagged as Consul
+//! The gossip pools. Every agent, server or client, is a member of its
+//! datacenter's LAN Serf pool on `ports.serf_lan` (8301), tagged as Consul
 //! tags its members, so that agents find the servers from gossip and a
 //! node's failure is noticed by its peers rather than by the servers.
+//! Servers are also members of the WAN pool on `ports.serf_wan` (8302),
+//! shared with the servers of every other datacenter, as `<node>.<dc>`:
+//! that is how a server finds a way to another datacenter.
 //!
-//! The pool runs the same [`AgentNode`] the Serf agent runs; this module
+//! Both pools run the same [`AgentNode`] the Serf agent runs; this module
 //! builds it from the Consul configuration and reads Consul's meaning out
-//! of the members' tags.
+//! of the members' tags. [`PoolKind`] holds what differs between them.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,15 +29,77 @@ use crate::CONSUL_COMPATIBLE_VERSION;
 /// after three days.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
 
+/// Which of Consul's two pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Every agent of one datacenter, named by node name.
+    Lan,
+    /// The servers of every datacenter, named `<node>.<dc>`.
+    Wan,
+}
+
+impl PoolKind {
+    /// How Consul's logs and errors name the pool.
+    pub fn label(self) -> &'static str {
+        match self {
+            PoolKind::Lan => "LAN",
+            PoolKind::Wan => "WAN",
+        }
+    }
+
+    /// The port the pool gossips on.
+    fn port(self, config: &Config) -> u16 {
+        match self {
+            PoolKind::Lan => config.ports.serf_lan,
+            PoolKind::Wan => config.ports.serf_wan,
+        }
+    }
+
+    /// This agent's member name in the pool.
+    pub fn member_name(self, config: &Config) -> String {
+        match self {
+            PoolKind::Lan => config.node_name.clone(),
+            PoolKind::Wan => format!("{}.{}", config.node_name, config.datacenter),
+        }
+    }
+
+    /// The stem of the snapshot and keyring files under `data_dir/serf`
+    /// (Consul's `local.*` and `remote.*`).
+    fn file_stem(self) -> &'static str {
+        match self {
+            PoolKind::Lan => "local",
+            PoolKind::Wan => "remote",
+        }
+    }
+
+    fn gossip_config(self, name: String, advertise: SocketAddr) -> gossip::Config {
+        match self {
+            PoolKind::Lan => gossip::Config::lan(name, advertise),
+            PoolKind::Wan => gossip::Config::wan(name, advertise),
+        }
+    }
+
+    fn tags(self, config: &Config, node_id: &str) -> Tags {
+        match self {
+            PoolKind::Lan => lan_tags(config, node_id),
+            PoolKind::Wan => wan_tags(config, node_id),
+        }
+    }
+}
+
 /// Why the pool could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LanError {
     #[error("Failed to configure keyring: {0}")]
     Keyring(String),
-    #[error("Failed to start LAN Serf: failed to listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
-    #[error("Failed to start LAN Serf: {0}")]
-    Start(String),
+    #[error("Failed to start {pool} Serf: failed to listen on {addr}: {reason}")]
+    Listen {
+        pool: &'static str,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("Failed to start {pool} Serf: {reason}")]
+    Start { pool: &'static str, reason: String },
 }
 
 /// A Consul server as its LAN tags describe it (Consul's
@@ -108,37 +173,65 @@ pub fn lan_tags(config: &Config, node_id: &str) -> Tags {
     tags
 }
 
-/// The running pool.
-pub struct LanPool {
+/// The tags a server gossips in the WAN pool: its LAN server tags, less
+/// the WAN port (the pool's own address says it).
+pub fn wan_tags(config: &Config, node_id: &str) -> Tags {
+    let mut tags = lan_tags(config, node_id);
+    tags.remove("wan_join_port");
+    tags
+}
+
+/// A running pool, LAN or WAN.
+pub struct SerfPool {
+    kind: PoolKind,
     node: NodeHandle,
     events: broadcast::Sender<Event>,
     /// The port join addresses without one are taken to mean.
     port: u16,
 }
 
-impl LanPool {
-    /// Binds `bind_addr:serf_lan` and starts gossiping; rejoins the nodes
-    /// the snapshot remembers unless the last run left the pool.
-    pub async fn start(config: &Config, node_id: &str) -> Result<Arc<LanPool>, LanError> {
-        let bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
+/// The LAN pool (every agent has one).
+pub type LanPool = SerfPool;
+/// The WAN pool (servers only).
+pub type WanPool = SerfPool;
+
+impl SerfPool {
+    /// Starts the LAN pool: see [`SerfPool::start_kind`].
+    pub async fn start(config: &Config, node_id: &str) -> Result<Arc<SerfPool>, LanError> {
+        SerfPool::start_kind(PoolKind::Lan, config, node_id).await
+    }
+
+    /// Binds `bind_addr` on the pool's port and starts gossiping; rejoins
+    /// the nodes the snapshot remembers unless the last run left the pool.
+    pub async fn start_kind(
+        kind: PoolKind,
+        config: &Config,
+        node_id: &str,
+    ) -> Result<Arc<SerfPool>, LanError> {
+        let pool = kind.label();
+        let failed = |reason: String| LanError::Start { pool, reason };
+        let bind = SocketAddr::new(config.bind_addr, kind.port(config));
         let mut advertise = SocketAddr::new(crate::server::advertise_ip(config), bind.port());
         let (listener, udp) = bind_both(bind).await.map_err(|e| LanError::Listen {
+            pool,
             addr: bind,
             reason: e.to_string(),
         })?;
         if let Ok(local) = listener.local_addr() {
             gossip::shell::resolve_advertise(&mut advertise, local)
-                .map_err(|e| LanError::Start(e.to_string()))?;
+                .map_err(|e| failed(e.to_string()))?;
         }
-        let mut gossip_config = gossip::Config::lan(config.node_name.clone(), advertise);
+        let me = kind.member_name(config);
+        let mut gossip_config = kind.gossip_config(me.clone(), advertise);
         let dir = (!config.dev)
             .then(|| config.data_dir.as_ref().map(|d| d.join("serf")))
             .flatten();
-        let keyring_file = dir.as_ref().map(|d| d.join("local.keyring"));
+        let stem = kind.file_stem();
+        let keyring_file = dir.as_ref().map(|d| d.join(format!("{stem}.keyring")));
         gossip_config.keyring = keyring(config, keyring_file.as_deref())?;
 
         let mut serf_config = serf::Config::new(gossip_config);
-        serf_config.tags = lan_tags(config, node_id);
+        serf_config.tags = kind.tags(config, node_id);
         serf_config.reconnect_timeout = RECONNECT_TIMEOUT;
         // Node IDs, not a vote of the pool, settle who owns a name.
         serf_config.enable_name_conflict_resolution = false;
@@ -146,17 +239,16 @@ impl LanPool {
         let now = Instant::now();
         let (snapshot, previous) = match &dir {
             Some(d) => {
-                std::fs::create_dir_all(d)
-                    .map_err(|e| LanError::Start(format!("{}: {e}", d.display())))?;
-                let (s, prev) =
-                    Snapshotter::open(&d.join("local.snapshot"), config.rejoin_after_leave, now)
-                        .map_err(|e| LanError::Start(e.to_string()))?;
+                std::fs::create_dir_all(d).map_err(|e| failed(format!("{}: {e}", d.display())))?;
+                let file = d.join(format!("{stem}.snapshot"));
+                let (s, prev) = Snapshotter::open(&file, config.rejoin_after_leave, now)
+                    .map_err(|e| failed(e.to_string()))?;
                 (Some(s), Some(prev))
             }
             None => (None, None),
         };
-        let mut serf = Serf::new(serf_config, now, rand::random())
-            .map_err(|e| LanError::Start(e.to_string()))?;
+        let mut serf =
+            Serf::new(serf_config, now, rand::random()).map_err(|e| failed(e.to_string()))?;
         if let Some(prev) = &previous {
             serf.restore(prev);
         }
@@ -173,8 +265,9 @@ impl LanPool {
             published: Arc::clone(&published),
         };
         let runner = runner::start(AgentNode::new(serf, parts, now), listener, udp)
-            .map_err(|e| LanError::Start(e.to_string()))?;
-        let pool = Arc::new(LanPool {
+            .map_err(|e| failed(e.to_string()))?;
+        let pool = Arc::new(SerfPool {
+            kind,
             node: NodeHandle {
                 runner: Arc::new(runner),
                 published,
@@ -183,7 +276,6 @@ impl LanPool {
             port: bind.port(),
         });
         if let Some(prev) = previous {
-            let me = config.node_name.clone();
             let addrs: Vec<String> = prev
                 .alive
                 .into_iter()
@@ -203,6 +295,11 @@ impl LanPool {
                 return;
             }
         }
+    }
+
+    /// Which pool this is.
+    pub fn kind(&self) -> PoolKind {
+        self.kind
     }
 
     /// Every member of the pool, as last published (this agent included).
@@ -237,7 +334,7 @@ impl LanPool {
     }
 
     /// Joins the agents at `addrs` (`host`, `ip`, `host:port`); a missing
-    /// port is this agent's LAN port. Returns how many were contacted.
+    /// port is this pool's port. Returns how many were contacted.
     pub async fn join(&self, addrs: &[String]) -> Result<u32, String> {
         self.node.join(addrs, self.port, false).await
     }
@@ -245,10 +342,11 @@ impl LanPool {
     /// Joins `addrs` every `interval` until one round contacts a node.
     pub async fn retry_join(&self, addrs: Vec<String>, interval: Duration) {
         loop {
-            tracing::info!(addrs = ?addrs, "agent: joining the LAN pool");
+            let pool = self.kind.label();
+            tracing::info!(addrs = ?addrs, "agent: joining the {pool} pool");
             match self.join(&addrs).await {
                 Ok(n) => {
-                    tracing::info!(nodes = n, "agent: joined the LAN pool");
+                    tracing::info!(nodes = n, "agent: joined the {pool} pool");
                     return;
                 }
                 Err(error) => {
@@ -430,5 +528,33 @@ mod tests {
         let client = lan_tags(&Config::default(), "id-2");
         assert_eq!(client["role"], "node");
         assert!(!client.contains_key("port") && !client.contains_key("expect"));
+    }
+
+    #[test]
+    fn the_wan_pool_names_servers_by_datacenter_and_drops_the_wan_port_tag() {
+        let server = Config {
+            server: true,
+            node_name: "s1".into(),
+            datacenter: "east".into(),
+            ..Config::default()
+        };
+        assert_eq!(PoolKind::Wan.member_name(&server), "s1.east");
+        assert_eq!(PoolKind::Lan.member_name(&server), "s1");
+        let lan = lan_tags(&server, "id-1");
+        let wan = wan_tags(&server, "id-1");
+        assert_eq!(lan["wan_join_port"], "8302");
+        assert!(!wan.contains_key("wan_join_port"));
+        assert_eq!(
+            (wan["role"].as_str(), wan["dc"].as_str()),
+            ("consul", "east")
+        );
+        assert_eq!(wan["port"], "8300");
+        let meta = ServerMeta::of(&Member {
+            name: "s1.east".into(),
+            tags: wan,
+            ..member(&[])
+        })
+        .expect("a WAN member is a server");
+        assert_eq!(meta.datacenter, "east");
     }
 }

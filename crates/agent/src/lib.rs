@@ -9,6 +9,7 @@ pub mod coordinates;
 pub mod decode;
 pub mod event_wire;
 pub mod events;
+pub mod federation;
 pub mod keyring;
 pub mod lan;
 pub mod leader;

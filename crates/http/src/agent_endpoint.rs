@@ -53,7 +53,10 @@ pub async fn self_(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) ->
                 "leader": "true",
                 "leader_addr": agent.leader_address(),
                 "bootstrap": config.bootstrap.to_string(),
-                "known_datacenters": "1",
+                "known_datacenters": agent
+                    .federation()
+                    .map_or(1, |f| f.datacenters_by_distance().len())
+                    .to_string(),
             },
             "raft": {
                 "state": "Leader",
@@ -107,68 +110,114 @@ fn own_member(agent: &Agent) -> serde_json::Value {
     })
 }
 
-/// `/v1/agent/members`: the LAN pool's members, whatever their status
-/// (with `?wan`, a server's WAN member, named `<node>.<dc>` as Consul
-/// names them).
+/// `/v1/agent/members`: the LAN pool's members, whatever their status;
+/// with `?wan`, a server's WAN pool, whose members are named `<node>.<dc>`
+/// (a client agent is in no WAN pool).
 pub async fn members(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
         return refused;
     }
     let params = Params::parse(uri.query());
     let pretty = reply::pretty(agent.config().dev, &params);
+    // Consul's API client sends `wan=1`; a bare `?wan` counts too.
     if params.has("wan") {
-        if !agent.config().server {
-            return reply::ok(&Vec::<serde_json::Value>::new(), pretty);
+        if params
+            .get("segment")
+            .is_some_and(|s| !s.is_empty() && s != "_all")
+        {
+            return crate::error::HttpError::bad_request("Cannot provide a segment with wan=true")
+                .into_response();
         }
-        let config = agent.config();
-        let mut member = own_member(&agent);
-        member["Name"] = json!(format!("{}.{}", config.node_name, config.datacenter));
-        member["Port"] = json!(config.ports.serf_wan);
-        return reply::ok(&[member], pretty);
+        let Some(wan) = agent.wan() else {
+            return reply::ok(&Vec::<serde_json::Value>::new(), pretty);
+        };
+        return reply::ok(&sorted_members(wan.members()), pretty);
     }
     let Some(lan) = agent.lan() else {
         return reply::ok(&[own_member(&agent)], pretty);
     };
-    let mut members = lan.members();
-    members.sort_by(|a, b| a.name.cmp(&b.name));
-    let body: Vec<serde_json::Value> = members.iter().map(member_json).collect();
-    reply::ok(&body, pretty)
+    reply::ok(&sorted_members(lan.members()), pretty)
 }
 
-/// `/v1/agent/join/<address>`: joins the LAN pool through the agent at
-/// `address` (its LAN port when the address names none).
+fn sorted_members(mut members: Vec<serf::Member>) -> Vec<serde_json::Value> {
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    members.iter().map(member_json).collect()
+}
+
+fn join_failed(address: &str, error: &str) -> Response {
+    crate::error::HttpError::internal(format!(
+        "1 error occurred:\n\t* Failed to join {address}: {error}\n\n"
+    ))
+    .into_response()
+}
+
+/// `/v1/agent/join/<address>[?wan]`: joins the LAN pool (with `wan`, a
+/// server's WAN pool) through the agent at `address` (the pool's port
+/// when the address names none).
 pub async fn join(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
         return refused;
     }
     let address = crate::catalog::tail(&uri, "/v1/agent/join/").to_owned();
-    let Some(lan) = agent.lan() else {
-        return crate::error::HttpError::internal(format!(
-            "1 error occurred:\n\t* Failed to join {address}: this agent runs no gossip pool\n\n"
-        ))
-        .into_response();
+    let pool = if Params::parse(uri.query()).has("wan") {
+        match agent.wan() {
+            Some(wan) => wan,
+            None => {
+                return crate::error::HttpError::internal("Must be a server to join WAN cluster")
+                    .into_response()
+            }
+        }
+    } else {
+        match agent.lan() {
+            Some(lan) => lan,
+            None => return join_failed(&address, "this agent runs no gossip pool"),
+        }
     };
-    match lan.join(std::slice::from_ref(&address)).await {
+    match pool.join(std::slice::from_ref(&address)).await {
         Ok(_) => reply::empty_ok(),
-        Err(error) => crate::error::HttpError::internal(format!(
-            "1 error occurred:\n\t* Failed to join {address}: {error}\n\n"
-        ))
-        .into_response(),
+        Err(error) => join_failed(&address, &error),
     }
 }
 
-/// `/v1/agent/force-leave/<node>[?prune]`: marks a failed member as left
-/// (a live member refutes it, as in serf); `prune` forgets it at once.
+/// `/v1/agent/force-leave/<node>[?prune][&wan]`: marks a failed member as
+/// left (a live member refutes it, as in serf); `prune` forgets it at
+/// once. Without `wan`, a server also removes the node's WAN member
+/// (`<node>.<dc>`), as Consul's do; with it, only the WAN member.
 pub async fn force_leave(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["PUT"]) {
         return refused;
     }
     let node = crate::catalog::tail(&uri, "/v1/agent/force-leave/").to_owned();
-    let prune = Params::parse(uri.query()).has("prune");
-    let result = match agent.lan() {
-        Some(lan) => lan.force_leave(&node, prune).await,
-        None if node.eq_ignore_ascii_case(&agent.config().node_name) => Ok(()),
-        None => Err(format!("agent: No node found with name '{node}'")),
+    let params = Params::parse(uri.query());
+    let prune = params.has("prune");
+    let wan_name = |wan: &agent::lan::WanPool| {
+        let qualified = format!("{node}.{}", agent.config().datacenter);
+        if wan.members().iter().any(|m| m.name == node) {
+            node.clone()
+        } else {
+            qualified
+        }
+    };
+    let result = if params.has("wan") {
+        match agent.wan() {
+            Some(wan) => wan.force_leave(&wan_name(wan), prune).await,
+            None => Err("Must be a server to force-leave a node from the WAN cluster".to_owned()),
+        }
+    } else {
+        let result = match agent.lan() {
+            Some(lan) => lan.force_leave(&node, prune).await,
+            None if node.eq_ignore_ascii_case(&agent.config().node_name) => Ok(()),
+            None => Err(format!("agent: No node found with name '{node}'")),
+        };
+        if let Some(wan) = agent.wan() {
+            let name = wan_name(wan);
+            if wan.members().iter().any(|m| m.name == name) {
+                if let Err(error) = wan.force_leave(&name, prune).await {
+                    tracing::warn!(%error, node = %name, "could not force the WAN member out");
+                }
+            }
+        }
+        result
     };
     match result {
         Ok(()) => reply::empty_ok(),

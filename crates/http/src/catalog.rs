@@ -392,9 +392,15 @@ pub async fn datacenters(State(agent): State<Arc<Agent>>, method: Method, uri: U
         return refused;
     }
     let params = Params::parse(uri.query());
+    // A server lists every datacenter of the WAN pool, nearest first; a
+    // client has sent this call to a server already.
+    let datacenters = match agent.federation() {
+        Some(federation) => federation.datacenters_by_distance(),
+        None => vec![agent.config().datacenter.clone()],
+    };
     reply::json(
         StatusCode::OK,
-        &[agent.config().datacenter.as_str()],
+        &datacenters,
         reply::pretty(agent.config().dev, &params),
     )
 }

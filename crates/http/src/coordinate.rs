@@ -71,28 +71,41 @@ struct DatacenterMapJson {
 }
 
 /// `GET /v1/coordinate/datacenters`: each datacenter's servers with their
-/// WAN coordinates. Praetor has no WAN pool yet, so the one datacenter it
-/// knows lists its servers' LAN coordinates instead. (Consul names WAN
-/// members `<node>.<dc>` and strips that suffix here, so the names are the
-/// plain node names either way.)
+/// WAN coordinates, from the WAN pool. Consul names WAN members
+/// `<node>.<dc>` and strips that suffix here, so the names are plain node
+/// names. Without a WAN pool (an agent on its own) the one datacenter it
+/// knows lists its servers' LAN coordinates instead.
 pub async fn datacenters(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
         return refused;
     }
     let params = Params::parse(uri.query());
+    let entry = |node: String, coord| EntryJson {
+        node,
+        segment: String::new(),
+        coord: CoordJson::from(&agent::coordinates::to_catalog(&coord)),
+    };
+    if let Some(federation) = agent.federation() {
+        let maps: Vec<DatacenterMapJson> = federation
+            .datacenter_maps()
+            .into_iter()
+            .map(|(datacenter, servers)| DatacenterMapJson {
+                datacenter,
+                area_id: AREA_WAN,
+                coordinates: servers
+                    .into_iter()
+                    .filter_map(|s| Some(entry(s.node, s.coordinate?)))
+                    .collect(),
+            })
+            .collect();
+        return reply::ok(&maps, reply::pretty(agent.config().dev, &params));
+    }
     let datacenter = agent.config().datacenter.clone();
     let mut coordinates: Vec<EntryJson> = match agent.lan() {
         Some(lan) => lan
             .servers(&datacenter)
             .iter()
-            .filter_map(|server| {
-                let coord = lan.coordinate_of(&server.name)?;
-                Some(EntryJson {
-                    node: server.name.clone(),
-                    segment: String::new(),
-                    coord: CoordJson::from(&agent::coordinates::to_catalog(&coord)),
-                })
-            })
+            .filter_map(|server| Some(entry(server.name.clone(), lan.coordinate_of(&server.name)?)))
             .collect(),
         None => Vec::new(),
     };

@@ -23,7 +23,7 @@ use crate::error::HttpError;
 /// client forwards them to a server, which runs the key query on the LAN
 /// pool (and the WAN pool), but within one datacenter a key query asked
 /// from any member reaches the same members and sums up the same answers.
-fn goes_to_server(path: &str) -> bool {
+pub(crate) fn goes_to_server(path: &str) -> bool {
     path.starts_with("/v1/")
         && !path.starts_with("/v1/agent/")
         && !path.starts_with("/v1/event/")
@@ -31,7 +31,7 @@ fn goes_to_server(path: &str) -> bool {
 }
 
 /// Headers that describe one hop, not the message.
-fn per_hop(name: &str) -> bool {
+pub(crate) fn per_hop(name: &str) -> bool {
     matches!(
         name,
         "connection" | "content-length" | "transfer-encoding" | "keep-alive" | "upgrade" | "host"
@@ -118,7 +118,7 @@ pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: 
     }
 }
 
-fn into_response(reply: ApiReply) -> Response {
+pub(crate) fn into_response(reply: ApiReply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -24,6 +24,7 @@ mod near;
 mod operator;
 mod params;
 mod query;
+mod remote_dc;
 mod reply;
 mod session;
 mod shapes;
@@ -135,6 +136,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/agent/maintenance", any(agent_checks::node_maintenance))
         .route("/v1/agent/leave", any(agent_endpoint::leave))
         .fallback(reply::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&agent),
+            remote_dc::to_datacenter,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&agent),
             forward::to_server,

@@ -184,8 +184,9 @@ pub fn parse_go_duration(raw: &str) -> Option<Duration> {
     ))
 }
 
-/// Only the local datacenter is reachable until WAN federation lands; other
-/// names get Consul's answer for an unknown datacenter.
+/// A handler answers for its own datacenter only: calls for a datacenter
+/// the WAN pool knows were sent there before reaching it (`remote_dc`), so
+/// any other name gets Consul's answer for an unknown datacenter.
 pub fn check_datacenter(agent: &agent::Agent, params: &Params) -> Result<(), HttpError> {
     match params.get("dc").filter(|dc| !dc.is_empty()) {
         Some(dc) if !dc.eq_ignore_ascii_case(&agent.config().datacenter) => {

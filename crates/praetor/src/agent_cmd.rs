@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::config::{self, AgentFlags, Config};
-use agent::lan::LanPool;
+use agent::lan::{LanPool, PoolKind, SerfPool};
 use agent::router::ServerRouter;
 use agent::{Agent, CONSUL_COMPATIBLE_VERSION, PRAETOR_VERSION};
 use anyhow::Context;
@@ -111,7 +111,12 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             .await
             .context("Error starting agent")?;
         server_port = role.listener.map(|l| (l, Arc::clone(&role.cluster)));
-        Agent::with_cluster(config, role.cluster).context("Error starting agent")?
+        let agent = Agent::with_cluster(config, role.cluster).context("Error starting agent")?;
+        let wan = SerfPool::start_kind(PoolKind::Wan, agent.config(), &node_id)
+            .await
+            .context("Error starting agent")?;
+        agent.attach_wan(wan);
+        agent
     } else {
         let router = ServerRouter::new(
             Arc::clone(&lan),
@@ -134,7 +139,15 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             Arc::clone(cluster),
         ));
     }
-    join_lan(&agent, &lan).await?;
+    join_pool(&agent, &lan).await?;
+    if let Some(wan) = agent.wan() {
+        join_pool(&agent, wan).await?;
+        tokio::spawn(agent::federation::flood_join(
+            Arc::clone(&lan),
+            Arc::clone(wan),
+            agent.config().datacenter.clone(),
+        ));
+    }
     let c = agent.config();
     tracing::info!(
         version = PRAETOR_VERSION,
@@ -250,6 +263,18 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             tracing::warn!(%error, "could not leave the raft configuration");
         }
     }
+    // A server leaves the WAN pool first, as Consul's do.
+    if let Some(wan) = agent.wan() {
+        if agent.leaves_cluster() {
+            tracing::info!("agent: leaving the WAN pool");
+            match tokio::time::timeout(LEAVE_TIMEOUT, wan.leave()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "could not leave the WAN pool"),
+                Err(_) => tracing::warn!("the WAN pool leave timed out"),
+            }
+        }
+        wan.shutdown().await;
+    }
     if agent.leaves_cluster() {
         tracing::info!("agent: leaving the LAN pool");
         match tokio::time::timeout(LEAVE_TIMEOUT, lan.leave()).await {
@@ -274,23 +299,41 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Joins the agents `-join` names (failing the start if none answers),
-/// then keeps trying `-retry-join` in the background until one answers.
-async fn join_lan(agent: &Arc<Agent>, lan: &Arc<LanPool>) -> anyhow::Result<()> {
+/// Joins the agents `-join` (`-join-wan`) names, failing the start if
+/// none answers, then keeps trying `-retry-join` (`-retry-join-wan`) in
+/// the background until one answers.
+async fn join_pool(agent: &Arc<Agent>, pool: &Arc<SerfPool>) -> anyhow::Result<()> {
     let config = agent.config();
-    if !config.start_join.is_empty() {
-        let joined = lan
-            .join(&config.start_join)
+    let (start, retry, interval) = match pool.kind() {
+        PoolKind::Lan => (
+            &config.start_join,
+            &config.retry_join,
+            config.retry_interval,
+        ),
+        PoolKind::Wan => (
+            &config.start_join_wan,
+            &config.retry_join_wan,
+            config.retry_interval_wan,
+        ),
+    };
+    let label = pool.kind().label();
+    let what = match pool.kind() {
+        PoolKind::Lan => "join",
+        PoolKind::Wan => "join WAN",
+    };
+    if !start.is_empty() {
+        let joined = pool
+            .join(start)
             .await
-            .map_err(|error| anyhow::anyhow!("Error starting agent: Failed to join: {error}"))?;
-        tracing::info!(nodes = joined, "agent: joined the LAN pool");
+            .map_err(|error| anyhow::anyhow!("Error starting agent: Failed to {what}: {error}"))?;
+        tracing::info!(nodes = joined, "agent: joined the {label} pool");
     }
-    if !config.retry_join.is_empty() {
-        let (lan, agent) = (Arc::clone(lan), Arc::clone(agent));
-        let (addrs, interval) = (config.retry_join.clone(), config.retry_interval);
+    if !retry.is_empty() {
+        let (pool, agent) = (Arc::clone(pool), Arc::clone(agent));
+        let addrs = retry.clone();
         tokio::spawn(async move {
             tokio::select! {
-                _ = lan.retry_join(addrs, interval) => {}
+                _ = pool.retry_join(addrs, interval) => {}
                 _ = agent.stopping() => {}
             }
         });

@@ -81,6 +81,15 @@ pub struct AgentFlags {
     /// Time between rounds of -retry-join (a Go duration).
     #[arg(long = "retry-interval")]
     pub retry_interval: Option<String>,
+    /// A server to join in the WAN pool at start; repeatable.
+    #[arg(long = "join-wan")]
+    pub join_wan: Vec<String>,
+    /// A server to join in the WAN pool, retried until it answers; repeatable.
+    #[arg(long = "retry-join-wan")]
+    pub retry_join_wan: Vec<String>,
+    /// Time between rounds of -retry-join-wan (a Go duration).
+    #[arg(long = "retry-interval-wan")]
+    pub retry_interval_wan: Option<String>,
     /// The gossip encryption key, base64.
     #[arg(long)]
     pub encrypt: Option<String>,
@@ -166,12 +175,21 @@ impl AgentFlags {
         if let Some(v) = &self.retry_interval {
             add("retry-interval", "retry_interval", v.as_str().into());
         }
+        if let Some(v) = &self.retry_interval_wan {
+            add(
+                "retry-interval-wan",
+                "retry_interval_wan",
+                v.as_str().into(),
+            );
+        }
         if let Some(v) = &self.encrypt {
             add("encrypt", "encrypt", v.as_str().into());
         }
         for (flag, key, addrs) in [
             ("join", "start_join", &self.join),
             ("retry-join", "retry_join", &self.retry_join),
+            ("join-wan", "start_join_wan", &self.join_wan),
+            ("retry-join-wan", "retry_join_wan", &self.retry_join_wan),
         ] {
             if !addrs.is_empty() {
                 add(

@@ -57,6 +57,11 @@ pub struct Config {
     pub retry_join: Vec<String>,
     /// How long between rounds of `retry_join`.
     pub retry_interval: Duration,
+    /// The same for a server's WAN pool: `start_join_wan` (`-join-wan`),
+    /// `retry_join_wan` (`-retry-join-wan`) and `retry_interval_wan`.
+    pub start_join_wan: Vec<String>,
+    pub retry_join_wan: Vec<String>,
+    pub retry_interval_wan: Duration,
     /// After a graceful leave, rejoin the pool from the gossip snapshot
     /// at the next start.
     pub rejoin_after_leave: bool,
@@ -234,6 +239,9 @@ impl Default for Config {
             start_join: Vec::new(),
             retry_join: Vec::new(),
             retry_interval: Duration::from_secs(30),
+            start_join_wan: Vec::new(),
+            retry_join_wan: Vec::new(),
+            retry_interval_wan: Duration::from_secs(30),
             rejoin_after_leave: false,
             encrypt: None,
             cleanup_dead_servers: true,
@@ -353,6 +361,9 @@ impl Config {
             ("recursors", P::StrList(v)) => self.recursors = v,
             ("retry_join", P::StrList(v)) => self.retry_join.extend(v),
             ("retry_interval", P::Duration(v)) => self.retry_interval = v,
+            ("retry_join_wan", P::StrList(v)) => self.retry_join_wan.extend(v),
+            ("retry_interval_wan", P::Duration(v)) => self.retry_interval_wan = v,
+            ("start_join_wan", P::StrList(v)) => self.start_join_wan.extend(v),
             ("rejoin_after_leave", P::Bool(v)) => self.rejoin_after_leave = v,
             ("encrypt", P::Str(v)) => self.encrypt = Some(v).filter(|k| !k.is_empty()),
             ("start_join", P::StrList(v)) => self.start_join.extend(v),

@@ -448,3 +448,26 @@ fn every_schema_key_reaches_a_field() {
         assert!(changed, "{key} changed nothing");
     }
 }
+
+#[test]
+fn wan_joins_come_from_flags_and_files() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("wan.json");
+    std::fs::write(
+        &file,
+        r#"{"retry_join_wan": ["10.0.0.9"], "retry_interval_wan": "5s", "start_join_wan": ["10.0.0.8"]}"#,
+    )
+    .unwrap();
+    let c = load(&AgentFlags {
+        config_file: vec![file],
+        join_wan: vec!["10.0.0.7".into()],
+        retry_join_wan: vec!["10.0.0.6:8302".into()],
+        ..flags(&dir)
+    })
+    .unwrap()
+    .config;
+    assert_eq!(c.start_join_wan, ["10.0.0.8", "10.0.0.7"]);
+    assert_eq!(c.retry_join_wan, ["10.0.0.9", "10.0.0.6:8302"]);
+    assert_eq!(c.retry_interval_wan, Duration::from_secs(5));
+    assert_eq!(c.retry_interval, Duration::from_secs(30));
+}
