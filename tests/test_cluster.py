@@ -122,6 +122,25 @@ def test_graceful_leave_removes_the_server_from_the_configuration(cluster, praet
     assert put_ok(rest[1], "after-leave", "ok")
 
 
+def test_the_leader_of_two_servers_leaves_and_the_other_leads_alone(praetor_bin, tmp_path):
+    # Handing leadership over needs the leaving server's vote: its server
+    # port must outlive its HTTP API until the leave is done.
+    c = Cluster(praetor_bin, tmp_path, 2)
+    try:
+        c.start()
+        leaving = c.leader()
+        rest = next(s for s in c.servers if s is not leaving)
+        leaving.stopped_by_test = True
+        assert leaving.put("/v1/agent/leave").status_code == 200
+        assert leaving.wait_exit(20) == 0
+        wait_until(lambda: rest.get("/v1/status/peers").json() == [rest.rpc_addr], 15,
+                   what="the remaining server as the only voter")
+        assert rest.get("/v1/status/leader").json() == rest.rpc_addr
+        assert put_ok(rest, "alone", "ok")
+    finally:
+        c.close()
+
+
 def test_operator_raft_configuration_and_list_peers(cluster, praetor_bin):
     leader = cluster.leader()
     follower = cluster.followers()[0]

@@ -162,11 +162,14 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     for addr in &http_addrs {
         tracing::info!(%addr, "HTTP API listening");
     }
+    // The server port outlives the API: a leaving server must still answer
+    // Raft (the vote of the server it hands leadership to, the removal's
+    // replication) until its leave is done.
+    let (close_server_port, server_port_closed) = tokio::sync::oneshot::channel::<()>();
     let rpc_server = server_port.map(|(listener, cluster)| {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "server port listening");
         }
-        let stopping = Arc::clone(&agent);
         let for_clients = crate::forwarded::ServerSide {
             api: http_api::forward::ServerApi::new(Arc::clone(&agent)),
             dns: Arc::new(dns::CatalogDns::new(
@@ -178,7 +181,9 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             listener,
             cluster,
             Some(Arc::new(for_clients)),
-            async move { stopping.stopping().await },
+            async move {
+                let _ = server_port_closed.await;
+            },
         ))
     });
     if agent.config().dev {
@@ -284,6 +289,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
     }
     lan.shutdown().await;
+    let _ = close_server_port.send(());
     if let Some(cluster) = agent.cluster() {
         if let Some(task) = rpc_server {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
