@@ -614,7 +614,9 @@ def test_partitioned_follower_catches_up_after_heal(ncluster_snap, net):
 @pytest.mark.timeout(240)
 def test_linearizable_across_partition_and_heal(ncluster, net, tmp_path):
     c = ncluster
-    lin = Lincheck(tmp_path / "lincheck", [s.url for s in c.servers], duration="35s")
+    # Four faults take about 30 s on a quiet machine and longer on a busy
+    # one; the load must outlast them all.
+    lin = Lincheck(tmp_path / "lincheck", [s.url for s in c.servers], duration="60s")
     p = f"linpart-{uid()}"
     steps = []
     lin.start()

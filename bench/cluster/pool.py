@@ -145,6 +145,13 @@ def main() -> None:
         join = f"{cluster.ips[0]}:{cluster.ports['serf_lan']}"
         for i in range(CLIENTS):
             clients.append(Client(binary, base, f"c{i}", join, dns=i < 2))
+        # A port picked free can be taken by another agent before it binds:
+        # start such a client again on fresh ports.
+        time.sleep(5)
+        for i, c in enumerate(clients):
+            if c.proc.poll() is not None:
+                c.stop()
+                clients[i] = Client(binary, base, f"c{i}", join, dns=i < 2)
         s1 = cluster.servers[0].url
         t0 = time.monotonic()
         wait_until(lambda: alive_members(s1) >= CLIENTS + 3, 300, interval=1.0,
