@@ -183,3 +183,16 @@ def put_ok(server: Server, key: str, value: str, timeout: float = 10) -> bool:
 
 def monotonic_ms() -> float:
     return time.monotonic() * 1000.0
+
+
+def client_agent(agents, cluster: Cluster, name: str):
+    """A client agent (not started) on 127.0.0.1 with ports of its own,
+    retry-joining the first server's gossip port every second."""
+    conf = agents.base / f"{name}.json"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(json.dumps({"retry_interval": "1s"}))
+    join = f"{cluster.ips[0]}:{cluster.ports['serf_lan']}"
+    args = [f"-data-dir={agents.base / name / 'data'}", "-bind=127.0.0.1",
+            f"-retry-join={join}"]
+    return agents.new(name=name, node=name, dev=False, isolate_ports=True, start=False,
+                      config_files=[conf], extra_args=args)

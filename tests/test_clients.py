@@ -7,33 +7,21 @@ killed moves to another and keeps serving."""
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 
 import pytest
 
-from cluster_harness import kv_value, put_ok
+from cluster_harness import client_agent, kv_value, put_ok
 from praetor_harness import wait_until
 from test_dns import DIG, dig
 
 DEADLINE = 30.0
 
 
-def _client(agents, cluster, name: str):
-    conf = agents.base / f"{name}.json"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(json.dumps({"retry_interval": "1s"}))
-    join = f"{cluster.ips[0]}:{cluster.ports['serf_lan']}"
-    args = [f"-data-dir={agents.base / name / 'data'}", "-bind=127.0.0.1",
-            f"-retry-join={join}"]
-    return agents.new(name=name, node=name, dev=False, isolate_ports=True, start=False,
-                      config_files=[conf], extra_args=args)
-
-
 @pytest.fixture
 def clients(cluster, agents):
-    cs = [_client(agents, cluster, f"c{i}") for i in (1, 2)]
+    cs = [client_agent(agents, cluster, f"c{i}") for i in (1, 2)]
     for c in cs:
         c.spawn()
     for c in cs:

@@ -4,28 +4,18 @@ forwarding to the servers, and what one client writes the other sees."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import consul
 import pytest
 
-from cluster_harness import Cluster
+from cluster_harness import client_agent, Cluster
 from conftest import AgentFactory
 from praetor_harness import wait_until
 
 DEADLINE = 30.0
 
 
-def _client_agent(agents, cluster, name: str):
-    conf = agents.base / f"{name}.json"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(json.dumps({"retry_interval": "1s"}))
-    join = f"{cluster.ips[0]}:{cluster.ports['serf_lan']}"
-    args = [f"-data-dir={agents.base / name / 'data'}", "-bind=127.0.0.1",
-            f"-retry-join={join}"]
-    return agents.new(name=name, node=name, dev=False, isolate_ports=True, start=False,
-                      config_files=[conf], extra_args=args)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +27,7 @@ def pool(praetor_bin, tmp_path_factory):
     agents = AgentFactory(praetor_bin, base / "clients")
     try:
         cluster.start()
-        cs = [_client_agent(agents, cluster, f"c{i}") for i in (1, 2)]
+        cs = [client_agent(agents, cluster, f"c{i}") for i in (1, 2)]
         for c in cs:
             c.spawn()
         for c in cs:
