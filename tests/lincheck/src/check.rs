@@ -322,9 +322,11 @@ fn build_operations<'a>(records: &'a [Record]) -> Built {
         }
     };
     // Values some operation in the model observed (read, or expected by a
-    // cas). An indeterminate write of any other value can be linearized
-    // after everything else, where it changes nothing: leaving it out gives
-    // the same verdict and spares the search a pending operation.
+    // cas). An indeterminate write of any other value that no failed cas
+    // follows can be linearized after everything else, where it changes
+    // nothing: leaving it out gives the same verdict and spares the search
+    // a pending operation. A failed cas is the exception: an unseen value
+    // written just before it, then overwritten, is what explains it.
     let mut observed: HashSet<(&str, &str)> = HashSet::new();
     for r in records {
         match &r.action {
@@ -341,12 +343,33 @@ fn build_operations<'a>(records: &'a [Record]) -> Built {
         }
     }
 
+    // Per key, when the last failed cas returned.
+    let mut last_failed_cas: HashMap<&str, i64> = HashMap::new();
+    for r in records {
+        if let (
+            Action::Cas {
+                ok: Some(false), ..
+            },
+            Some(ret),
+        ) = (&r.action, r.ret)
+        {
+            let last = last_failed_cas.entry(r.key.as_str()).or_insert(ret);
+            *last = (*last).max(ret);
+        }
+    }
+
     let mut ops = Vec::with_capacity(records.len());
     let mut pruned = 0;
     for (i, r) in records.iter().enumerate() {
         let key = key_ids[r.key.as_str()];
         if let Some(v) = r.action.written_value() {
-            if r.is_indeterminate() && !observed.contains(&(r.key.as_str(), v)) {
+            let may_explain_a_failed_cas = last_failed_cas
+                .get(r.key.as_str())
+                .is_some_and(|&ret| ret > r.call);
+            if r.is_indeterminate()
+                && !observed.contains(&(r.key.as_str(), v))
+                && !may_explain_a_failed_cas
+            {
                 pruned += 1;
                 continue;
             }
@@ -707,6 +730,42 @@ mod tests {
         h.push(get(0, 1002, 1003, Some("a")));
         let report = check(&h, T, None).unwrap();
         assert_eq!(report.verdict, Verdict::NotLinearizable);
+    }
+
+    #[test]
+    fn an_unobserved_indeterminate_write_can_explain_a_failed_cas() {
+        // The shape of a failure seen under partitions: a put timed out
+        // (outcome unknown) and was applied later; the cas operations that
+        // then failed saw its value, which a put overwrote before anyone
+        // read it. Leaving the put out would wrongly call this a violation.
+        let h = [
+            put(0, 0, Some(1), "a"),
+            put(1, 2, None, "lost"),
+            get(2, 10, 11, Some("a")),
+            cas(2, 12, Some(20), Some("a"), "b", Some(false)),
+            cas(3, 13, Some(21), Some("a"), "c", Some(false)),
+            put(0, 30, Some(31), "d"),
+            get(2, 32, 33, Some("d")),
+        ];
+        let report = check(&h, T, None).unwrap();
+        assert!(report.passed(), "{:?}", report.verdict);
+        assert_eq!(report.pruned_indeterminate, 0);
+
+        // Without the lost put the failed cas operations are violations.
+        let without: Vec<Record> = h
+            .iter()
+            .filter(|r| r.action.written_value() != Some("lost"))
+            .cloned()
+            .collect();
+        assert!(!passes(&without));
+
+        // A write invoked after every failed cas returned cannot explain
+        // any of them: it is still left out.
+        let mut late = without.clone();
+        late.push(put(1, 25, None, "late"));
+        let report = check(&late, T, None).unwrap();
+        assert_eq!(report.pruned_indeterminate, 1);
+        assert!(!report.passed());
     }
 
     #[test]
