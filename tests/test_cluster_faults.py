@@ -24,6 +24,7 @@ import base64
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -301,9 +302,22 @@ class Lincheck:
     def report(self) -> dict:
         return json.loads(self.report_path.read_text())
 
+    def keep(self, cluster: Cluster) -> Path:
+        """Copies the history, report and server logs of a failed check
+        under target/lincheck-failures/, which outlives pytest's temp dirs."""
+        dest = REPO / "target" / "lincheck-failures" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uid()}"
+        shutil.copytree(self.workdir, dest / "lincheck", dirs_exist_ok=True)
+        for s in cluster.servers:
+            for f in s.workdir.glob("*.log"):
+                shutil.copy(f, dest / f"{s.name}-{f.name}")
+        return dest
+
     def assert_linearizable(self, code: int, cluster: Cluster, min_acked: int) -> dict:
         where = (f"history {self.history}, report {self.report_path}, output {self.out_path}, "
                  f"server logs under {cluster.servers[0].workdir.parent}")
+        verdict = self.report().get("verdict") if self.report_path.exists() else None
+        if code != 0 or verdict != "linearizable":
+            where += f"; kept in {self.keep(cluster)}"
         assert code == 0, f"lincheck exit {code} ({where})\n{self.output()}"
         report = self.report()
         assert report["verdict"] == "linearizable", (report, where)
