@@ -5,16 +5,21 @@
 //! server knows which datacenters exist, how far each one is (the median
 //! of the estimated round trips from its own WAN coordinate to that
 //! datacenter's servers, as Consul's `GetDatacentersByDistance` measures
-//! it) and where to send a call meant for one of them.
+//! it) and where to send a call meant for one of them: an HTTP API call
+//! (`?dc=`), or a read of its catalog (DNS names of that datacenter,
+//! prepared queries failing over to it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensus::{paths, ApiReply, ApiRequest, CallError, RpcClient};
+use consensus::{paths, ApiReply, ApiRequest, CallError, DcRead, DcReadReply, RpcClient};
 use coordinate::Coordinate;
 use rand::seq::SliceRandom;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serf::{Event, Member, MemberEventKind, MemberStatus};
+use state::{CheckServiceNode, Execution, Node, PreparedQuery};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::lan::{LanPool, ServerMeta, WanPool};
@@ -22,6 +27,10 @@ use crate::lan::{LanPool, ServerMeta, WanPool};
 /// How long a call forwarded to another datacenter may take: a blocking
 /// query waits up to ten minutes plus a sixteenth of it.
 const API_TIMEOUT: Duration = Duration::from_secs(11 * 60);
+
+/// How long a read of another datacenter's catalog may take: these are
+/// never blocking queries, and a DNS client gives up after a few seconds.
+const DC_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a call could not reach another datacenter.
 #[derive(Debug, thiserror::Error)]
@@ -129,20 +138,27 @@ impl Federation {
         servers
     }
 
-    /// Has a server of `datacenter` answer an HTTP API call with its own
-    /// API; a server that cannot be reached is passed over for the next.
-    pub async fn api(
+    /// Every known datacenter but this one, nearest first (Consul's
+    /// `GetOtherDatacentersByDistance`).
+    pub fn other_datacenters_by_distance(&self) -> Vec<String> {
+        self.datacenters_by_distance()
+            .into_iter()
+            .filter(|dc| !self.is_local(dc))
+            .collect()
+    }
+
+    /// Sends `request` to `path` on an alive server of `datacenter`; a
+    /// server that cannot be reached is passed over for the next.
+    async fn call<Q: Serialize, A: DeserializeOwned>(
         &self,
         datacenter: &str,
-        request: &ApiRequest,
-    ) -> Result<ApiReply, FederationError> {
+        path: &str,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<A, FederationError> {
         for server in self.route(datacenter) {
             let addr = server.addr.to_string();
-            match self
-                .client
-                .call(&addr, paths::API, request, API_TIMEOUT)
-                .await
-            {
+            match self.client.call(&addr, path, request, timeout).await {
                 Ok(reply) => return Ok(reply),
                 Err(CallError::Unreachable { reason, .. }) => {
                     tracing::debug!(server = %addr, %datacenter, %reason, "remote server unreachable, trying another");
@@ -152,6 +168,103 @@ impl Federation {
         }
         Err(FederationError::NoPath)
     }
+
+    /// Has a server of `datacenter` answer an HTTP API call with its own
+    /// API.
+    pub async fn api(
+        &self,
+        datacenter: &str,
+        request: &ApiRequest,
+    ) -> Result<ApiReply, FederationError> {
+        self.call(datacenter, paths::API, request, API_TIMEOUT)
+            .await
+    }
+
+    /// Has a server of `datacenter` answer `read` from its catalog.
+    async fn read(&self, datacenter: &str, read: &DcRead) -> Result<DcReadReply, FederationError> {
+        match self
+            .call(datacenter, paths::DC_READ, read, DC_READ_TIMEOUT)
+            .await?
+        {
+            DcReadReply::Failed(reason) => Err(FederationError::Rpc(reason)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Every instance of `service` in `datacenter`, with nodes and checks.
+    pub async fn service_health(
+        &self,
+        datacenter: &str,
+        service: &str,
+    ) -> Result<Vec<CheckServiceNode>, FederationError> {
+        let read = DcRead::ServiceHealth {
+            service: service.to_owned(),
+        };
+        match self.read(datacenter, &read).await? {
+            DcReadReply::Instances(instances) => Ok(instances),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The node `name` of `datacenter`, if there is one.
+    pub async fn node(
+        &self,
+        datacenter: &str,
+        name: &str,
+    ) -> Result<Option<Node>, FederationError> {
+        let read = DcRead::Node {
+            name: name.to_owned(),
+        };
+        match self.read(datacenter, &read).await? {
+            DcReadReply::Node(node) => Ok(node),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The prepared query `id_or_name` of `datacenter` run there for an
+    /// asker here; `None` when it has no such query.
+    pub async fn execute_query(
+        &self,
+        datacenter: &str,
+        id_or_name: &str,
+    ) -> Result<Option<Execution>, FederationError> {
+        let read = DcRead::ExecuteQuery {
+            id_or_name: id_or_name.to_owned(),
+        };
+        match self.read(datacenter, &read).await? {
+            DcReadReply::Execution(run) => Ok(run.map(|run| *run)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `query` itself run in `datacenter`, which fails over no further
+    /// (Consul's `PreparedQuery.ExecuteRemote`).
+    pub async fn execute_remote(
+        &self,
+        datacenter: &str,
+        query: &PreparedQuery,
+        limit: usize,
+    ) -> Result<Execution, FederationError> {
+        let read = DcRead::ExecuteRemote {
+            query: Box::new(query.clone()),
+            limit: u64::try_from(limit).unwrap_or(u64::MAX),
+        };
+        match self.read(datacenter, &read).await? {
+            DcReadReply::Execution(Some(run)) => Ok(*run),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// An answer of another kind than the read asked for.
+fn unexpected(reply: &DcReadReply) -> FederationError {
+    let kind = match reply {
+        DcReadReply::Instances(_) => "instances",
+        DcReadReply::Node(_) => "a node",
+        DcReadReply::Execution(_) => "a query execution",
+        DcReadReply::Failed(_) => "a failure",
+    };
+    FederationError::Rpc(format!("a datacenter read was answered with {kind}"))
 }
 
 /// The WAN address of a LAN member that is a server of `datacenter` and

@@ -47,10 +47,10 @@ impl PoolKind {
         }
     }
 
-    /// The port the pool gossips on.
-    fn port(self, config: &Config) -> u16 {
+    /// The port the pool gossips on; `None` for a WAN pool turned off.
+    fn port(self, config: &Config) -> Option<u16> {
         match self {
-            PoolKind::Lan => config.ports.serf_lan,
+            PoolKind::Lan => Some(config.ports.serf_lan),
             PoolKind::Wan => config.ports.serf_wan,
         }
     }
@@ -162,7 +162,10 @@ pub fn lan_tags(config: &Config, node_id: &str) -> Tags {
     if server {
         set("port", config.ports.server.to_string());
         set("raft_vsn", "3".into());
-        set("wan_join_port", config.ports.serf_wan.to_string());
+        // A server out of the WAN pool has no WAN port to be joined at.
+        if let Some(port) = config.ports.serf_wan {
+            set("wan_join_port", port.to_string());
+        }
         if config.bootstrap {
             set("bootstrap", "1".into());
         }
@@ -210,7 +213,10 @@ impl SerfPool {
     ) -> Result<Arc<SerfPool>, LanError> {
         let pool = kind.label();
         let failed = |reason: String| LanError::Start { pool, reason };
-        let bind = SocketAddr::new(config.bind_addr, kind.port(config));
+        let port = kind
+            .port(config)
+            .ok_or_else(|| failed("the pool is disabled (its port is -1)".to_owned()))?;
+        let bind = SocketAddr::new(config.bind_addr, port);
         let mut advertise = SocketAddr::new(crate::server::advertise_ip(config), bind.port());
         let (listener, udp) = bind_both(bind).await.map_err(|e| LanError::Listen {
             pool,

@@ -8,7 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::seq::SliceRandom;
-use state::{CheckServiceNode, Snapshot, WatchSet};
+use state::{CheckServiceNode, Execution, PreparedQuery, Snapshot, WatchSet};
 
 use crate::config::Settings;
 use crate::name::{self, Lookup, Route};
@@ -20,6 +20,51 @@ pub(crate) enum Outcome {
     Reply(Reply),
     /// Not ours: ask the recursors (REFUSED if there are none).
     Recurse,
+    /// The answer needs what another datacenter holds: fetch it, then
+    /// answer with [`answer_fetched`].
+    Fetch(Fetch),
+}
+
+/// What an answer waits for, and the domain the question was asked in.
+#[derive(Debug)]
+pub(crate) struct Fetch {
+    pub(crate) domain: Vec<String>,
+    pub(crate) wanted: Wanted,
+}
+
+/// The data a question needs from elsewhere.
+#[derive(Debug)]
+pub(crate) enum Wanted {
+    /// The instances of a service in another datacenter (filtered here,
+    /// by this agent's health and tag rules).
+    Service {
+        datacenter: String,
+        service: String,
+        tag: Option<String>,
+    },
+    /// A node of another datacenter.
+    Node { datacenter: String, name: String },
+    /// A prepared query executed in another datacenter.
+    Query { datacenter: String, name: String },
+    /// A query of this datacenter that found nothing healthy here: its
+    /// failover to the datacenters it names; `run` is the empty local run.
+    Failover {
+        query: Box<PreparedQuery>,
+        run: Box<Execution>,
+    },
+}
+
+/// What came back for a [`Wanted`].
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    Instances(Vec<CheckServiceNode>),
+    Node(Option<state::Node>),
+    /// `None`: no such query there.
+    Execution(Option<Execution>),
+    /// No server of that datacenter is known: the name does not exist.
+    NoPath,
+    /// The datacenter could not answer.
+    Failed,
 }
 
 /// The sections of a response and its code.
@@ -44,23 +89,129 @@ pub(crate) fn answer(
     qname: &Name,
     qtype: RecordType,
 ) -> Outcome {
-    let answerer = Answerer { snapshot, settings };
+    let answerer = Answerer {
+        snapshot,
+        records: Records {
+            settings,
+            datacenter: &settings.datacenter,
+        },
+    };
     match name::route(qname, settings) {
         Route::Outside => Outcome::Recurse,
         Route::Reverse(ip) => match ip.map(|ip| answerer.reverse(qname, ip)) {
             Some(reply) if !reply.answers.is_empty() => Outcome::Reply(reply),
             _ if settings.can_recurse() => Outcome::Recurse,
-            _ => Outcome::Reply(answerer.name_error(&settings.domain)),
+            _ => Outcome::Reply(answerer.records.name_error(&settings.domain)),
         },
-        Route::Domain { domain, labels } => {
-            Outcome::Reply(answerer.in_domain(qname, qtype, &domain, &labels))
-        }
+        Route::Domain { domain, labels } => answerer.in_domain(qname, qtype, domain, &labels),
     }
 }
 
+/// Answers a question whose data `fetch` went for and brought back as
+/// `fetched`; names in the answer are those of the datacenter the data
+/// came from.
+pub(crate) fn answer_fetched(
+    settings: &Settings,
+    qname: &Name,
+    qtype: RecordType,
+    fetch: &Fetch,
+    fetched: Fetched,
+) -> Reply {
+    let domain = &fetch.domain;
+    let local = Records {
+        settings,
+        datacenter: &settings.datacenter,
+    };
+    let mut reply = match (&fetch.wanted, fetched) {
+        (_, Fetched::NoPath) => local.name_error(domain),
+        (_, Fetched::Failed) => Reply {
+            rcode: ResponseCode::ServFail,
+            ..Reply::default()
+        },
+        (
+            Wanted::Service {
+                datacenter, tag, ..
+            },
+            Fetched::Instances(view),
+        ) => {
+            let records = Records {
+                settings,
+                datacenter,
+            };
+            records.service(qname, qtype, &view, tag.as_deref(), domain)
+        }
+        (Wanted::Node { datacenter, .. }, Fetched::Node(node)) => {
+            let records = Records {
+                settings,
+                datacenter,
+            };
+            match node {
+                Some(node) => records.node(qname, qtype, &node),
+                None => records.name_error(domain),
+            }
+        }
+        (Wanted::Query { .. } | Wanted::Failover { .. }, Fetched::Execution(Some(run))) => {
+            let records = Records {
+                settings,
+                datacenter: &run.datacenter,
+            };
+            records.execution(qname, qtype, &run, domain)
+        }
+        (Wanted::Query { .. } | Wanted::Failover { .. }, Fetched::Execution(None)) => {
+            local.name_error(domain)
+        }
+        (wanted, fetched) => {
+            tracing::warn!(
+                ?wanted,
+                ?fetched,
+                "dns: an answer of the wrong kind came back"
+            );
+            Reply {
+                rcode: ResponseCode::ServFail,
+                ..Reply::default()
+            }
+        }
+    };
+    local.close(&mut reply, domain);
+    reply
+}
+
+/// What a lookup of another datacenter needs from there (`Ok`); a lookup
+/// of this one comes back as it is.
+fn elsewhere(lookup: Lookup) -> Result<Wanted, Lookup> {
+    match lookup {
+        Lookup::Node {
+            name,
+            datacenter: Some(datacenter),
+        } => Ok(Wanted::Node { datacenter, name }),
+        Lookup::Service {
+            service,
+            tag,
+            datacenter: Some(datacenter),
+        } => Ok(Wanted::Service {
+            datacenter,
+            service,
+            tag,
+        }),
+        Lookup::Query {
+            name,
+            datacenter: Some(datacenter),
+        } => Ok(Wanted::Query { datacenter, name }),
+        here => Err(here),
+    }
+}
+
+/// Answers from this datacenter's catalog.
 struct Answerer<'a> {
     snapshot: &'a Snapshot,
+    records: Records<'a>,
+}
+
+/// Turns catalog data into records, naming nodes and addresses as those of
+/// `datacenter` (the one the data comes from).
+struct Records<'a> {
     settings: &'a Settings,
+    datacenter: &'a str,
 }
 
 /// `labels` joined into a fully qualified name, or `None` if they make no
@@ -191,7 +342,7 @@ fn has_tag(instance: &CheckServiceNode, tag: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(tag))
 }
 
-impl Answerer<'_> {
+impl Records<'_> {
     fn soa(&self, domain: &[String]) -> Option<Record> {
         let owner = fqdn(domain)?;
         let ns = owner.prepend_label("ns").ok()?;
@@ -227,7 +378,7 @@ impl Answerer<'_> {
 
     /// `<node>.node.<dc>.<domain>`, where SRV targets and NS names point.
     fn node_fqdn(&self, node: &str, domain: &[String]) -> Option<Name> {
-        let mut labels = vec![node, "node", self.settings.datacenter.as_str()];
+        let mut labels = vec![node, "node", self.datacenter];
         labels.extend(domain.iter().map(String::as_str));
         fqdn(&labels)
     }
@@ -235,9 +386,16 @@ impl Answerer<'_> {
     /// `<hex-ip>.addr.<dc>.<domain>`, the SRV target of a service address.
     fn addr_fqdn(&self, ip: IpAddr, domain: &[String]) -> Option<Name> {
         let hex = name::encode_hex_ip(ip);
-        let mut labels = vec![hex.as_str(), "addr", self.settings.datacenter.as_str()];
+        let mut labels = vec![hex.as_str(), "addr", self.datacenter];
         labels.extend(domain.iter().map(String::as_str));
         fqdn(&labels)
+    }
+
+    /// Adds the SOA to an empty successful answer (a NODATA response).
+    fn close(&self, reply: &mut Reply, domain: &[String]) {
+        if reply.rcode == ResponseCode::NoError && reply.answers.is_empty() {
+            reply.authorities.extend(self.soa(domain));
+        }
     }
 
     /// Healthy instances of `service` (with `tag`, if given), shuffled.
@@ -257,78 +415,63 @@ impl Answerer<'_> {
         picked
     }
 
-    fn in_domain(
+    /// The healthy instances in `view` (with `tag`, if given) as A/AAAA
+    /// or SRV answers, or NXDOMAIN when there are none.
+    fn service(
         &self,
         qname: &Name,
         qtype: RecordType,
+        view: &[CheckServiceNode],
+        tag: Option<&str>,
         domain: &[String],
-        labels: &[String],
     ) -> Reply {
-        let mut reply = match qtype {
-            RecordType::SOA | RecordType::NS => self.servers(qtype, domain),
-            RecordType::AXFR | RecordType::IXFR => Reply {
-                rcode: ResponseCode::NotImp,
-                ..Reply::default()
-            },
-            _ => match name::lookup(labels, self.settings) {
-                Lookup::Node { name } => self.node(qname, qtype, &name, domain),
-                Lookup::Service { service, tag } => {
-                    self.service(qname, qtype, &service, tag.as_deref(), domain)
-                }
-                Lookup::Addr(ip) => self.addr(qname, qtype, ip),
-                Lookup::Query { name } => self.query(qname, qtype, &name, domain),
-                Lookup::Unanswerable | Lookup::Invalid => return self.name_error(domain),
-            },
-        };
-        if reply.rcode == ResponseCode::NoError && reply.answers.is_empty() {
-            reply.authorities.extend(self.soa(domain));
-        }
-        reply
-    }
-
-    /// SOA (with the servers as NS in the authority section) or NS
-    /// questions; the servers are the healthy `consul` instances.
-    fn servers(&self, qtype: RecordType, domain: &[String]) -> Reply {
-        let mut reply = Reply::default();
-        let Some(owner) = fqdn(domain) else {
-            return reply;
-        };
-        let ttl = self.settings.service_ttl;
-        let mut seen = HashSet::new();
-        let view = self
-            .snapshot
-            .service_health(CONSUL_SERVICE)
-            .unwrap_or_default();
-        for server in self.instances(&view, None) {
-            if seen.len() == MAX_NAME_SERVERS {
-                break;
-            }
-            let Some(target) = self.node_fqdn(&server.node.name, domain) else {
-                continue;
-            };
-            if !seen.insert(target.clone()) {
-                continue;
-            }
-            let ns = Record::from_rdata(owner.clone(), ttl, RData::NS(NS(target.clone())));
-            if qtype == RecordType::NS {
-                reply.answers.push(ns);
-            } else {
-                reply.authorities.push(ns);
-            }
-            if let Ok(ip) = server.node.address.parse::<IpAddr>() {
-                reply.additionals.push(ip_record(target, ttl, ip));
-            }
-        }
-        if qtype == RecordType::SOA {
-            reply.answers.extend(self.soa(domain));
-        }
-        reply
-    }
-
-    fn node(&self, qname: &Name, qtype: RecordType, name: &str, domain: &[String]) -> Reply {
-        let Some(node) = self.snapshot.node(name) else {
+        let instances = self.instances(view, tag);
+        if instances.is_empty() {
             return self.name_error(domain);
-        };
+        }
+        self.instance_records(qname, qtype, &instances, domain, self.settings.service_ttl)
+    }
+
+    /// A prepared query's run, in its order, with the query's `DNS.TTL`
+    /// if it has one; NXDOMAIN when it found nothing.
+    fn execution(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        run: &Execution,
+        domain: &[String],
+    ) -> Reply {
+        if run.nodes.is_empty() {
+            return self.name_error(domain);
+        }
+        let ttl = go_duration::parse_go_duration(&run.dns_ttl)
+            .ok()
+            .filter(|_| !run.dns_ttl.is_empty())
+            .map_or(self.settings.service_ttl, |nanos| {
+                u32::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u32::MAX)
+            });
+        let instances: Vec<&CheckServiceNode> = run.nodes.iter().collect();
+        self.instance_records(qname, qtype, &instances, domain, ttl)
+    }
+
+    /// SRV answers for an SRV question, A/AAAA (or CNAME) otherwise.
+    fn instance_records(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        instances: &[&CheckServiceNode],
+        domain: &[String],
+        ttl: u32,
+    ) -> Reply {
+        if qtype == RecordType::SRV {
+            self.service_srv(qname, instances, domain, ttl)
+        } else {
+            self.service_addresses(qname, qtype, instances, ttl)
+        }
+    }
+
+    /// A node's address (or the CNAME of its name) and its metadata.
+    fn node(&self, qname: &Name, qtype: RecordType, node: &state::Node) -> Reply {
         let ttl = self.settings.node_ttl;
         let mut reply = Reply::default();
         match node.address.parse::<IpAddr>() {
@@ -352,65 +495,11 @@ impl Answerer<'_> {
             }
         }
         if matches!(qtype, RecordType::ANY | RecordType::TXT) {
-            reply.answers.extend(meta_txt(qname, ttl, &node));
+            reply.answers.extend(meta_txt(qname, ttl, node));
         } else if self.settings.node_meta_txt {
-            reply.additionals.extend(meta_txt(qname, ttl, &node));
+            reply.additionals.extend(meta_txt(qname, ttl, node));
         }
         reply
-    }
-
-    fn service(
-        &self,
-        qname: &Name,
-        qtype: RecordType,
-        service: &str,
-        tag: Option<&str>,
-        domain: &[String],
-    ) -> Reply {
-        let view = self.snapshot.service_health(service).unwrap_or_default();
-        let instances = self.instances(&view, tag);
-        if instances.is_empty() {
-            return self.name_error(domain);
-        }
-        let ttl = self.settings.service_ttl;
-        if qtype == RecordType::SRV {
-            self.service_srv(qname, &instances, domain, ttl)
-        } else {
-            self.service_addresses(qname, qtype, &instances, ttl)
-        }
-    }
-
-    /// `<name>.query...`: the instances a prepared query finds, in the
-    /// order its execution gives (nearest first when it sorts by `Near`),
-    /// with the query's `DNS.TTL` if it has one.
-    fn query(&self, qname: &Name, qtype: RecordType, name: &str, domain: &[String]) -> Reply {
-        let Ok(Some(query)) = self.snapshot.resolve_prepared_query(name) else {
-            return self.name_error(domain);
-        };
-        let options = state::ExecuteOptions {
-            datacenter: &self.settings.datacenter,
-            agent_node: &self.settings.node_name,
-            near: None,
-            limit: 0,
-        };
-        let run = self
-            .snapshot
-            .execute_prepared_query(&query, &options, &estimated_rtt);
-        if run.nodes.is_empty() {
-            return self.name_error(domain);
-        }
-        let ttl = go_duration::parse_go_duration(&run.dns_ttl)
-            .ok()
-            .filter(|_| !run.dns_ttl.is_empty())
-            .map_or(self.settings.service_ttl, |nanos| {
-                u32::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u32::MAX)
-            });
-        let instances: Vec<&CheckServiceNode> = run.nodes.iter().collect();
-        if qtype == RecordType::SRV {
-            self.service_srv(qname, &instances, domain, ttl)
-        } else {
-            self.service_addresses(qname, qtype, &instances, ttl)
-        }
     }
 
     /// The address an instance is reached at: its own, else its node's.
@@ -525,10 +614,133 @@ impl Answerer<'_> {
         }
         reply
     }
+}
+
+impl Answerer<'_> {
+    fn in_domain(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        domain: Vec<String>,
+        labels: &[String],
+    ) -> Outcome {
+        let records = &self.records;
+        let mut reply = match qtype {
+            RecordType::SOA | RecordType::NS => self.servers(qtype, &domain),
+            RecordType::AXFR | RecordType::IXFR => Reply {
+                rcode: ResponseCode::NotImp,
+                ..Reply::default()
+            },
+            _ => {
+                let lookup = name::lookup(labels, records.settings);
+                match elsewhere(lookup).or_else(|local| self.here(qname, qtype, local, &domain)) {
+                    Ok(wanted) => return Outcome::Fetch(Fetch { domain, wanted }),
+                    Err(reply) => reply,
+                }
+            }
+        };
+        records.close(&mut reply, &domain);
+        Outcome::Reply(reply)
+    }
+
+    /// Answers a lookup of this datacenter from the catalog (the `Err`
+    /// side, as [`elsewhere`] has it), or asks for a prepared query's
+    /// failover when it has nothing healthy here and datacenters to try.
+    fn here(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        lookup: Lookup,
+        domain: &[String],
+    ) -> Result<Wanted, Reply> {
+        let records = &self.records;
+        Err(match lookup {
+            Lookup::Node { name, .. } => match self.snapshot.node(&name) {
+                Some(node) => records.node(qname, qtype, &node),
+                None => records.name_error(domain),
+            },
+            Lookup::Service { service, tag, .. } => {
+                let view = self.snapshot.service_health(&service).unwrap_or_default();
+                records.service(qname, qtype, &view, tag.as_deref(), domain)
+            }
+            Lookup::Addr(ip) => self.addr(qname, qtype, ip),
+            Lookup::Query { name, .. } => match self.query(&name) {
+                Some((query, run))
+                    if run.nodes.is_empty() && !query.service.failover.is_empty() =>
+                {
+                    return Ok(Wanted::Failover {
+                        query: Box::new(query),
+                        run: Box::new(run),
+                    });
+                }
+                Some((_, run)) => records.execution(qname, qtype, &run, domain),
+                None => records.name_error(domain),
+            },
+            Lookup::Unanswerable | Lookup::Invalid => records.name_error(domain),
+        })
+    }
+
+    /// SOA (with the servers as NS in the authority section) or NS
+    /// questions; the servers are the healthy `consul` instances.
+    fn servers(&self, qtype: RecordType, domain: &[String]) -> Reply {
+        let mut reply = Reply::default();
+        let Some(owner) = fqdn(domain) else {
+            return reply;
+        };
+        let ttl = self.records.settings.service_ttl;
+        let mut seen = HashSet::new();
+        let view = self
+            .snapshot
+            .service_health(CONSUL_SERVICE)
+            .unwrap_or_default();
+        for server in self.records.instances(&view, None) {
+            if seen.len() == MAX_NAME_SERVERS {
+                break;
+            }
+            let Some(target) = self.records.node_fqdn(&server.node.name, domain) else {
+                continue;
+            };
+            if !seen.insert(target.clone()) {
+                continue;
+            }
+            let ns = Record::from_rdata(owner.clone(), ttl, RData::NS(NS(target.clone())));
+            if qtype == RecordType::NS {
+                reply.answers.push(ns);
+            } else {
+                reply.authorities.push(ns);
+            }
+            if let Ok(ip) = server.node.address.parse::<IpAddr>() {
+                reply.additionals.push(ip_record(target, ttl, ip));
+            }
+        }
+        if qtype == RecordType::SOA {
+            reply.answers.extend(self.records.soa(domain));
+        }
+        reply
+    }
+
+    /// `<name>.query...`: runs the prepared query `name` resolves to, in
+    /// the order its execution gives (nearest this agent first when it
+    /// sorts by `Near`). `None` when no query resolves from `name` (or a
+    /// template fails to render for it).
+    fn query(&self, name: &str) -> Option<(PreparedQuery, Execution)> {
+        let query = self.snapshot.resolve_prepared_query(name).ok()??;
+        let settings = self.records.settings;
+        let options = state::ExecuteOptions {
+            datacenter: &settings.datacenter,
+            agent_node: &settings.node_name,
+            near: None,
+            limit: 0,
+        };
+        let run = self
+            .snapshot
+            .execute_prepared_query(&query, &options, &estimated_rtt);
+        Some((query, run))
+    }
 
     /// `<hex-ip>.addr...`: the address itself.
     fn addr(&self, qname: &Name, qtype: RecordType, ip: IpAddr) -> Reply {
-        let record = ip_record(qname.clone(), self.settings.node_ttl, ip);
+        let record = ip_record(qname.clone(), self.records.settings.node_ttl, ip);
         let mut reply = Reply::default();
         if family_matches(ip, qtype) {
             reply.answers.push(record);
@@ -541,13 +753,13 @@ impl Answerer<'_> {
     /// PTR answers for an address: the nodes that have it, else the
     /// services registered with it.
     fn reverse(&self, qname: &Name, ip: IpAddr) -> Reply {
-        let domain = &self.settings.domain;
-        let ttl = self.settings.node_ttl;
+        let domain = &self.records.settings.domain;
+        let ttl = self.records.settings.node_ttl;
         let matches = |address: &str| address.parse::<IpAddr>().is_ok_and(|a| a == ip);
         let mut reply = Reply::default();
         let (_, nodes) = self.snapshot.nodes(&mut WatchSet::new());
         for node in nodes.iter().filter(|n| matches(&n.address)) {
-            if let Some(target) = self.node_fqdn(&node.name, domain) {
+            if let Some(target) = self.records.node_fqdn(&node.name, domain) {
                 reply.answers.push(Record::from_rdata(
                     qname.clone(),
                     ttl,
@@ -565,7 +777,11 @@ impl Answerer<'_> {
                 .iter()
                 .any(|(service, _)| matches(&service.address))
             {
-                let mut labels = vec![service.as_str(), "service", &self.settings.datacenter];
+                let mut labels = vec![
+                    service.as_str(),
+                    "service",
+                    &self.records.settings.datacenter,
+                ];
                 labels.extend(domain.iter().map(String::as_str));
                 if let Some(target) = fqdn(&labels) {
                     reply.answers.push(Record::from_rdata(

@@ -8,9 +8,12 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
+use std::sync::Arc;
+
 use crate::answer::{self, Outcome, Reply};
 use crate::config::{DnsConfig, Settings};
 use crate::recursor;
+use crate::remote::{self, OtherDatacenters};
 use crate::trim::{self, Transport};
 use crate::SnapshotSource;
 
@@ -19,6 +22,7 @@ use crate::SnapshotSource;
 pub struct CatalogDns {
     snapshots: SnapshotSource,
     settings: Settings,
+    other_datacenters: Option<Arc<dyn OtherDatacenters>>,
 }
 
 impl CatalogDns {
@@ -26,7 +30,15 @@ impl CatalogDns {
         CatalogDns {
             snapshots,
             settings: Settings::new(&config),
+            other_datacenters: None,
         }
+    }
+
+    /// Answers names of other datacenters, and fails prepared queries
+    /// over, through `remote` (a server's WAN pool).
+    pub fn with_other_datacenters(mut self, remote: Arc<dyn OtherDatacenters>) -> CatalogDns {
+        self.other_datacenters = Some(remote);
+        self
     }
 }
 
@@ -178,6 +190,17 @@ impl RequestHandler for CatalogDns {
         match outcome {
             Outcome::Recurse => self.recurse(request, handle).await,
             Outcome::Reply(reply) => self.reply(request, handle, reply, query.original()).await,
+            Outcome::Fetch(fetch) => {
+                let fetched = remote::fetch(self.other_datacenters.as_deref(), &fetch.wanted).await;
+                let reply = answer::answer_fetched(
+                    &self.settings,
+                    &qname,
+                    query.query_type(),
+                    &fetch,
+                    fetched,
+                );
+                self.reply(request, handle, reply, query.original()).await
+            }
         }
     }
 }

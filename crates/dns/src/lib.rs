@@ -2,11 +2,13 @@
 //!
 //! `<node>.node[.<dc>].<domain>`, `[<tag>.]<service>.service[.<dc>].<domain>`,
 //! RFC 2782 `_<service>._<tag|tcp>.service[.<dc>].<domain>`,
-//! `<hex-ip>.addr[.<dc>].<domain>`, reverse (`in-addr.arpa`, `ip6.arpa`)
-//! lookups of catalog addresses, and SOA/NS for the domain. Every query reads
-//! one state-store [`Snapshot`](state::Snapshot) taken for it, so DNS never
-//! holds a lock a writer waits on. Names outside the domain go to the
-//! configured recursors.
+//! `<hex-ip>.addr[.<dc>].<domain>`, `<query>.query[.<dc>].<domain>`,
+//! reverse (`in-addr.arpa`, `ip6.arpa`) lookups of catalog addresses, and
+//! SOA/NS for the domain. Every query reads one state-store
+//! [`Snapshot`](state::Snapshot) taken for it, so DNS never holds a lock a
+//! writer waits on. Names of another datacenter, and prepared queries that
+//! fail over, are answered with what [`OtherDatacenters`] fetches from
+//! there. Names outside the domain go to the configured recursors.
 //!
 //! The answering logic (the private `answer` module) is synchronous and does no
 //! IO; [`serve`] is the thin hickory shell around it.
@@ -17,6 +19,7 @@ mod handler;
 mod name;
 mod recursor;
 pub mod relay;
+mod remote;
 mod trim;
 
 use std::future::Future;
@@ -28,6 +31,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 pub use config::{DnsConfig, SoaConfig};
 pub use handler::CatalogDns;
+pub use remote::{OtherDatacenters, RemoteError};
 
 /// Where each query gets the catalog version it answers from.
 pub type SnapshotSource = Arc<dyn Fn() -> Arc<state::Snapshot> + Send + Sync>;
@@ -43,17 +47,14 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outgoing responses buffered per TCP connection.
 const TCP_RESPONSE_BUFFER: usize = 32;
 
-/// Serves DNS on `udp` and `tcp` from the catalog that `snapshots` reads,
-/// until `shutdown` resolves; then stops accepting and returns once the
+/// Serves DNS on `udp` and `tcp` with `handler` until `shutdown` resolves; then stops accepting and returns once the
 /// queries in flight are answered.
 pub async fn serve(
     udp: UdpSocket,
     tcp: TcpListener,
-    snapshots: SnapshotSource,
-    config: DnsConfig,
+    handler: CatalogDns,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handler = CatalogDns::new(snapshots, config);
     let mut server = Server::new(handler);
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);

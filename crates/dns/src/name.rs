@@ -21,23 +21,27 @@ pub(crate) enum Route {
     Outside,
 }
 
-/// A lookup under the domain.
+/// A lookup under the domain. `datacenter` is `None` for this agent's own
+/// datacenter (named or not), else the other datacenter the name asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Lookup {
     Node {
         name: String,
+        datacenter: Option<String>,
     },
     Service {
         service: String,
         tag: Option<String>,
+        datacenter: Option<String>,
     },
     Addr(IpAddr),
     /// `<name>.query[.<dc>].<domain>`: a prepared query by ID or name.
     Query {
         name: String,
+        datacenter: Option<String>,
     },
-    /// Well formed, but for something this agent cannot answer: another
-    /// datacenter, Connect, ingress, virtual IPs.
+    /// Well formed, but for something this agent cannot answer: Connect,
+    /// ingress, virtual IPs.
     Unanswerable,
     /// Not a Consul name.
     Invalid,
@@ -105,39 +109,54 @@ pub(crate) fn lookup(labels: &[String], settings: &Settings) -> Lookup {
             _ => Lookup::Invalid,
         };
     }
-    if datacenter.is_some_and(|dc| dc != settings.datacenter) {
-        return Lookup::Unanswerable;
-    }
+    let datacenter = datacenter
+        .filter(|dc| *dc != settings.datacenter)
+        .map(str::to_owned);
     match kind {
         "node" if !parts.is_empty() => Lookup::Node {
             name: parts.join("."),
+            datacenter,
         },
-        "service" => service_lookup(parts),
+        "service" => service_lookup(parts, datacenter),
         "node" => Lookup::Invalid,
-        "query" if !parts.is_empty() => Lookup::Query {
-            name: parts.join("."),
+        "query" => match query_name(parts) {
+            Some(name) => Lookup::Query { name, datacenter },
+            None => Lookup::Invalid,
         },
-        "query" => Lookup::Invalid,
         _ => Lookup::Unanswerable,
     }
 }
 
-fn service_lookup(parts: &[String]) -> Lookup {
-    match parts {
-        [] => Lookup::Invalid,
+/// A prepared query's name: the labels joined, or in RFC 2782 form
+/// (`_<name>._<protocol>`) the name without its underscore and protocol.
+fn query_name(parts: &[String]) -> Option<String> {
+    let (first, last) = (parts.first()?, parts.last()?);
+    if parts.len() >= 2 && first.starts_with('_') && last.starts_with('_') {
+        // The leading underscore is one byte: cutting it keeps UTF-8 whole.
+        let name = parts[..parts.len() - 1].join(".");
+        return Some(name[1..].to_owned());
+    }
+    Some(parts.join("."))
+}
+
+fn service_lookup(parts: &[String], datacenter: Option<String>) -> Lookup {
+    let (service, tag) = match parts {
+        [] => return Lookup::Invalid,
         // RFC 2782: _<service>._<tag>, where the protocol `tcp` means no tag.
         [service, tag] if service.starts_with('_') && tag.starts_with('_') => {
             let tag = &tag[1..];
-            Lookup::Service {
-                service: service[1..].to_owned(),
-                tag: (tag != "tcp").then(|| tag.to_owned()),
-            }
+            (
+                service[1..].to_owned(),
+                (tag != "tcp").then(|| tag.to_owned()),
+            )
         }
         // Consul's older form: the tag may itself hold dots.
-        [tag @ .., service] => Lookup::Service {
-            service: service.clone(),
-            tag: (!tag.is_empty()).then(|| tag.join(".")),
-        },
+        [tag @ .., service] => (service.clone(), (!tag.is_empty()).then(|| tag.join("."))),
+    };
+    Lookup::Service {
+        service,
+        tag,
+        datacenter,
     }
 }
 
@@ -191,9 +210,14 @@ mod tests {
     }
 
     fn service(service: &str, tag: Option<&str>) -> Option<Lookup> {
+        service_in(service, tag, None)
+    }
+
+    fn service_in(service: &str, tag: Option<&str>, dc: Option<&str>) -> Option<Lookup> {
         Some(Lookup::Service {
             service: service.to_owned(),
             tag: tag.map(str::to_owned),
+            datacenter: dc.map(str::to_owned),
         })
     }
 
@@ -219,6 +243,22 @@ mod tests {
         assert_eq!(parse("service.consul.").1, Some(Lookup::Invalid));
         assert_eq!(
             parse("web.service.dc2.consul.").1,
+            service_in("web", None, Some("dc2"))
+        );
+        assert_eq!(
+            parse("v1.web.service.DC2.consul.").1,
+            service_in("web", Some("v1"), Some("dc2"))
+        );
+        assert_eq!(
+            parse("_web._v1.service.dc2.consul.").1,
+            service_in("web", Some("v1"), Some("dc2"))
+        );
+        assert_eq!(
+            parse("_web._tcp.service.dc2.dc.consul.").1,
+            service_in("web", None, Some("dc2"))
+        );
+        assert_eq!(
+            parse("web.connect.dc2.consul.").1,
             Some(Lookup::Unanswerable)
         );
         assert_eq!(parse("web.service.a.b.c.consul.").1, Some(Lookup::Invalid));
@@ -226,7 +266,12 @@ mod tests {
 
     #[test]
     fn node_and_addr_names() {
-        let node = |n: &str| Some(Lookup::Node { name: n.to_owned() });
+        let node = |n: &str| {
+            Some(Lookup::Node {
+                name: n.to_owned(),
+                datacenter: None,
+            })
+        };
         assert_eq!(parse("foo.node.consul.").1, node("foo"));
         assert_eq!(parse("foo.bar.node.dc1.consul.").1, node("foo.bar"));
         assert_eq!(parse("node.node.consul.").1, node("node"));
@@ -239,11 +284,33 @@ mod tests {
             Some(Lookup::Addr("2001:db8::1".parse().unwrap()))
         );
         assert_eq!(parse("7f00001.addr.consul.").1, Some(Lookup::Invalid));
-        let query = |n: &str| Some(Lookup::Query { name: n.to_owned() });
-        assert_eq!(parse("x.query.consul.").1, query("x"));
-        assert_eq!(parse("geo-db.x.query.dc1.consul.").1, query("geo-db.x"));
+        assert_eq!(
+            parse("foo.node.dc2.consul.").1,
+            Some(Lookup::Node {
+                name: "foo".to_owned(),
+                datacenter: Some("dc2".to_owned())
+            })
+        );
+        let query = |n: &str, dc: Option<&str>| {
+            Some(Lookup::Query {
+                name: n.to_owned(),
+                datacenter: dc.map(str::to_owned),
+            })
+        };
+        assert_eq!(parse("x.query.consul.").1, query("x", None));
+        assert_eq!(
+            parse("geo-db.x.query.dc1.consul.").1,
+            query("geo-db.x", None)
+        );
         assert_eq!(parse("query.consul.").1, Some(Lookup::Invalid));
-        assert_eq!(parse("x.query.dc9.consul.").1, Some(Lookup::Unanswerable));
+        assert_eq!(parse("x.query.dc9.consul.").1, query("x", Some("dc9")));
+        // RFC 2782: the protocol label is dropped, the name may hold dots.
+        assert_eq!(parse("_x._tcp.query.consul.").1, query("x", None));
+        assert_eq!(
+            parse("_a.b._tcp.query.dc2.consul.").1,
+            query("a.b", Some("dc2"))
+        );
+        assert_eq!(parse("_x.query.consul.").1, query("_x", None));
         assert_eq!(parse("foo.consul.").1, Some(Lookup::Invalid));
     }
 

@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dns::{serve, snapshots_of, DnsConfig};
+use dns::{serve, snapshots_of, CatalogDns, DnsConfig, OtherDatacenters, RemoteError};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use state::{Command, HealthCheck, Node, Registration, ServiceInstance, Store, Weights};
+use state::{
+    CheckServiceNode, Command, Execution, HealthCheck, Node, PreparedQuery, QueryFailover,
+    Registration, ServiceInstance, ServiceQuery, Store, Weights,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::oneshot;
@@ -147,12 +150,16 @@ impl Running {
 }
 
 async fn start(catalog: &Catalog, config: DnsConfig) -> Running {
+    let source = snapshots_of(Arc::clone(&catalog.store));
+    start_with(CatalogDns::new(source, config)).await
+}
+
+async fn start_with(handler: CatalogDns) -> Running {
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let source = snapshots_of(Arc::clone(&catalog.store));
-    let task = tokio::spawn(serve(udp, tcp, source, config, async move {
+    let task = tokio::spawn(serve(udp, tcp, handler, async move {
         let _ = stopped.await;
     }));
     Running {
@@ -806,5 +813,223 @@ async fn ns_and_soa_name_the_servers() {
         .authorities
         .iter()
         .any(|r| matches!(r.data, RData::NS(_))));
+    server.stop().await;
+}
+
+/// A second datacenter, `dc2`, whose catalog is a store of its own;
+/// `broken` is a datacenter that fails every read, any other has no path.
+struct Dc2 {
+    store: Arc<Store>,
+}
+
+impl Dc2 {
+    fn snapshot(&self, datacenter: &str) -> Result<Arc<state::Snapshot>, RemoteError> {
+        match datacenter {
+            "dc2" => Ok(self.store.snapshot()),
+            "broken" => Err(RemoteError::Failed("rpc error: boom".to_owned())),
+            _ => Err(RemoteError::NoPath),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl OtherDatacenters for Dc2 {
+    async fn service_health(
+        &self,
+        datacenter: &str,
+        service: &str,
+    ) -> Result<Vec<CheckServiceNode>, RemoteError> {
+        let snap = self.snapshot(datacenter)?;
+        Ok(snap.service_health(service).unwrap_or_default().to_vec())
+    }
+
+    async fn node(&self, datacenter: &str, name: &str) -> Result<Option<Node>, RemoteError> {
+        Ok(self.snapshot(datacenter)?.node(name).map(|n| (*n).clone()))
+    }
+
+    async fn execute_query(
+        &self,
+        datacenter: &str,
+        id_or_name: &str,
+    ) -> Result<Option<Execution>, RemoteError> {
+        let snap = self.snapshot(datacenter)?;
+        let query = snap
+            .resolve_prepared_query(id_or_name)
+            .map_err(RemoteError::Failed)?;
+        Ok(query.map(|q| snap.execute_prepared_query_for_elsewhere(&q, datacenter, 0)))
+    }
+
+    async fn fail_over(&self, query: &PreparedQuery, run: Execution) -> Execution {
+        let mut tried = 0;
+        for datacenter in &query.service.failover.datacenters {
+            tried += 1;
+            if let Ok(snap) = self.snapshot(datacenter) {
+                let remote = snap.execute_prepared_query_for_elsewhere(query, datacenter, 0);
+                if !remote.nodes.is_empty() {
+                    return Execution {
+                        failovers: tried,
+                        ..remote
+                    };
+                }
+            }
+        }
+        Execution {
+            failovers: tried,
+            ..run
+        }
+    }
+}
+
+fn prepared_query(store: &Store, index: u64, name: &str, service: &str, failover: &[&str]) {
+    let query = PreparedQuery {
+        id: format!("{index:08}-2222-4333-8444-555555555555"),
+        name: name.to_owned(),
+        service: ServiceQuery {
+            service: service.to_owned(),
+            failover: QueryFailover {
+                datacenters: failover.iter().map(|d| d.to_string()).collect(),
+                ..QueryFailover::default()
+            },
+            ..ServiceQuery::default()
+        },
+        ..PreparedQuery::default()
+    };
+    store
+        .apply(index, &Command::PreparedQuerySet(Box::new(query)))
+        .expect("apply");
+}
+
+/// Each of `names` is NXDOMAIN with the SOA of `consul.`.
+async fn assert_not_found(server: &Running, names: &[&str]) {
+    for name in names {
+        let response = udp(server, name, RecordType::A).await;
+        assert_eq!(
+            response.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+        assert_soa(&response, "consul.");
+    }
+}
+
+#[tokio::test]
+async fn names_of_another_datacenter_are_answered_from_there() {
+    let dc1 = Catalog::new();
+    dc1.web_farm(1);
+    let dc2 = Catalog::new();
+    dc2.node("db1", "10.2.0.1", &[("rack", "r2")]);
+    for (node, address, checks) in [
+        ("db1", "10.2.0.1", &["passing"]),
+        ("db2", "10.2.0.2", &["critical"]),
+    ] {
+        dc2.instance(Instance {
+            node,
+            node_address: address,
+            service: "db",
+            service_address: "",
+            port: 5432,
+            tags: &["primary"],
+            checks,
+        });
+    }
+    let remote = Arc::new(Dc2 {
+        store: Arc::clone(&dc2.store),
+    });
+    let handler = CatalogDns::new(snapshots_of(Arc::clone(&dc1.store)), DnsConfig::default())
+        .with_other_datacenters(remote);
+    let server = start_with(handler).await;
+
+    // Healthy instances only, by the asking agent's rules, in every form.
+    for name in [
+        "db.service.dc2.consul.",
+        "primary.db.service.dc2.consul.",
+        "_db._primary.service.dc2.consul.",
+        "_db._tcp.service.dc2.consul.",
+        "db.service.dc2.dc.consul.",
+    ] {
+        let response = udp(&server, name, RecordType::A).await;
+        assert_eq!(
+            response.metadata.response_code,
+            ResponseCode::NoError,
+            "{name}"
+        );
+        assert_eq!(a_records(&response.answers), ips(&["10.2.0.1"]), "{name}");
+    }
+    let srv = udp(&server, "_db._tcp.service.dc2.consul.", RecordType::SRV).await;
+    assert_eq!(
+        srvs(&srv.answers),
+        [("db1.node.dc2.consul.".to_owned(), 5432, 10)]
+    );
+    assert!(srv
+        .additionals
+        .iter()
+        .any(|r| r.name.to_ascii() == "db1.node.dc2.consul."));
+    // A tag no instance has: NXDOMAIN, as for a local name.
+    let none = udp(&server, "replica.db.service.dc2.consul.", RecordType::A).await;
+    assert_eq!(none.metadata.response_code, ResponseCode::NXDomain);
+    assert_soa(&none, "consul.");
+    // Nodes of dc2, not of dc1.
+    let node = udp(&server, "db1.node.dc2.consul.", RecordType::A).await;
+    assert_eq!(a_records(&node.answers), ips(&["10.2.0.1"]));
+    let missing = udp(&server, "web1.node.dc2.consul.", RecordType::A).await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    let local = udp(&server, "web1.node.dc1.consul.", RecordType::A).await;
+    assert_eq!(a_records(&local.answers), ips(&["10.0.0.1"]));
+
+    // A datacenter nobody knows: NXDOMAIN with the SOA; one that fails:
+    // SERVFAIL.
+    assert_not_found(
+        &server,
+        &[
+            "db.service.dc9.consul.",
+            "db1.node.dc9.consul.",
+            "q.query.dc9.consul.",
+        ],
+    )
+    .await;
+    let failed = udp(&server, "db.service.broken.consul.", RecordType::A).await;
+    assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
+
+    // A prepared query of dc2, run there.
+    prepared_query(&dc2.store, 100, "dbq", "db", &[]);
+    let q = udp(&server, "dbq.query.dc2.consul.", RecordType::SRV).await;
+    assert_eq!(
+        srvs(&q.answers),
+        [("db1.node.dc2.consul.".to_owned(), 5432, 10)]
+    );
+    let unknown = udp(&server, "nope.query.dc2.consul.", RecordType::A).await;
+    assert_eq!(unknown.metadata.response_code, ResponseCode::NXDomain);
+
+    // A query of dc1 whose service has no healthy instance here fails over
+    // to dc2 (past a datacenter with no path), named as dc2's.
+    prepared_query(&dc1.store, 100, "dbq", "db", &["dc9", "dc2"]);
+    let q = udp(&server, "dbq.query.consul.", RecordType::SRV).await;
+    assert_eq!(q.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        srvs(&q.answers),
+        [("db1.node.dc2.consul.".to_owned(), 5432, 10)]
+    );
+    // Without failover targets it stays empty here.
+    prepared_query(&dc1.store, 101, "stay", "db", &[]);
+    let q = udp(&server, "stay.query.consul.", RecordType::A).await;
+    assert_eq!(q.metadata.response_code, ResponseCode::NXDomain);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_way_to_other_datacenters_their_names_do_not_exist() {
+    let dc1 = Catalog::new();
+    dc1.web_farm(1);
+    prepared_query(&dc1.store, 100, "dbq", "db", &["dc2"]);
+    let server = start(&dc1, DnsConfig::default()).await;
+    assert_not_found(
+        &server,
+        &[
+            "web.service.dc2.consul.",
+            "dbq.query.consul.",
+            "x.query.dc2.consul.",
+        ],
+    )
+    .await;
     server.stop().await;
 }

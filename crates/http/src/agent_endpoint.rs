@@ -112,7 +112,7 @@ fn own_member(agent: &Agent) -> serde_json::Value {
 
 /// `/v1/agent/members`: the LAN pool's members, whatever their status;
 /// with `?wan`, a server's WAN pool, whose members are named `<node>.<dc>`
-/// (a client agent is in no WAN pool).
+/// (a client agent, or a server whose WAN port is -1, is in no WAN pool).
 pub async fn members(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> Response {
     if let Some(refused) = reply::refuse_method(&method, &["GET"]) {
         return refused;
@@ -128,8 +128,10 @@ pub async fn members(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) 
             return crate::error::HttpError::bad_request("Cannot provide a segment with wan=true")
                 .into_response();
         }
+        // A client, or a server with `ports.serf_wan = -1`, is in no WAN
+        // pool: Consul answers its nil member list, `null`.
         let Some(wan) = agent.wan() else {
-            return reply::ok(&Vec::<serde_json::Value>::new(), pretty);
+            return reply::ok(&serde_json::Value::Null, pretty);
         };
         return reply::ok(&sorted_members(wan.members()), pretty);
     }
@@ -163,8 +165,12 @@ pub async fn join(State(agent): State<Arc<Agent>>, method: Method, uri: Uri) -> 
         match agent.wan() {
             Some(wan) => wan,
             None => {
-                return crate::error::HttpError::internal("Must be a server to join WAN cluster")
-                    .into_response()
+                let why = if agent.cluster().is_some() {
+                    "WAN Federation is disabled"
+                } else {
+                    "Must be a server to join WAN cluster"
+                };
+                return crate::error::HttpError::internal(why).into_response();
             }
         }
     } else {

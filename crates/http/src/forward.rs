@@ -2,7 +2,8 @@
 //! agent answers `/v1/agent/*` and `/v1/event/*` itself (its own services,
 //! checks and gossip pool) and hands every other call to a server, which
 //! answers it with its own API — blocking queries, consistency modes and
-//! `X-Consul-*` headers included.
+//! `X-Consul-*` headers included. An event for another datacenter goes to
+//! a server too, which sends it there.
 
 use std::sync::Arc;
 
@@ -81,7 +82,10 @@ pub async fn to_server(State(agent): State<Arc<Agent>>, request: Request, next: 
     let Some(router) = agent.router() else {
         return next.run(request).await;
     };
-    if !goes_to_server(request.uri().path()) {
+    let uri = request.uri();
+    let elsewhere =
+        crate::remote_dc::fires_elsewhere(uri.path(), uri.query(), &agent.config().datacenter);
+    if !goes_to_server(uri.path()) && !elsewhere {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

@@ -392,16 +392,19 @@ async fn execute(agent: &Agent, name: &str, params: &Params) -> Result<Response,
     let (snap, query) = resolve(agent, name, &options).await?;
     let config = agent.config();
     let near = params.get("near");
-    let run = snap.execute_prepared_query(
-        &query,
-        &ExecuteOptions {
-            datacenter: &config.datacenter,
-            agent_node: &config.node_name,
-            near,
-            limit,
-        },
-        &agent::coordinates::estimated_rtt,
-    );
+    // Nothing healthy here: the query fails over to other datacenters.
+    let run = agent
+        .execute_prepared_query(
+            &snap,
+            &query,
+            &ExecuteOptions {
+                datacenter: &config.datacenter,
+                agent_node: &config.node_name,
+                near,
+                limit,
+            },
+        )
+        .await;
     let json = ExecuteJson {
         service: &run.service,
         nodes: run.nodes.iter().map(CheckServiceNodeJson::from).collect(),

@@ -3,6 +3,10 @@
 //! which answers with its own API (the datacenter being its own there).
 //! A client agent has already sent the call to a server of its own
 //! datacenter, which forwards it on.
+//!
+//! An event fired with `?dc=<other>` goes the same way, to be gossiped in
+//! that datacenter's LAN pool (Consul forwards its `Internal.EventFire`
+//! RPC there); an event list never leaves the agent asked, `dc` or not.
 
 use std::sync::Arc;
 
@@ -30,6 +34,15 @@ fn answered_here(path: &str) -> bool {
     )
 }
 
+/// Where events are fired.
+const EVENT_FIRE: &str = "/v1/event/fire/";
+
+/// Whether `path` with `query` fires an event in another datacenter than
+/// `local`: a call the agent asked does not answer itself.
+pub(crate) fn fires_elsewhere(path: &str, query: Option<&str>, local: &str) -> bool {
+    path.starts_with(EVENT_FIRE) && remote_datacenter(query, local).is_some()
+}
+
 /// The datacenter `dc=` names, when it is not this one.
 fn remote_datacenter(query: Option<&str>, local: &str) -> Option<String> {
     let params = Params::parse(query);
@@ -45,16 +58,18 @@ pub async fn to_datacenter(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(federation) = agent.federation() else {
-        return next.run(request).await;
-    };
     let path = request.uri().path();
-    if !goes_to_server(path) || answered_here(path) {
+    if !(goes_to_server(path) || path.starts_with(EVENT_FIRE)) || answered_here(path) {
         return next.run(request).await;
     }
     let Some(datacenter) = remote_datacenter(request.uri().query(), &agent.config().datacenter)
     else {
         return next.run(request).await;
+    };
+    // A server in no WAN pool (`ports.serf_wan = -1`) knows no other
+    // datacenter; a client agent never gets here, it sent the call on.
+    let Some(federation) = agent.federation() else {
+        return HttpError::internal(FederationError::NoPath.to_string()).into_response();
     };
     if request.headers().contains_key(FORWARDED_FROM_DC) {
         // Sent here for a datacenter this is not: going on could loop.
@@ -111,6 +126,23 @@ mod tests {
         assert_eq!(remote_datacenter(Some("dc="), "dc1"), None);
         assert_eq!(remote_datacenter(Some("recurse"), "dc1"), None);
         assert_eq!(remote_datacenter(None, "dc1"), None);
+    }
+
+    #[test]
+    fn only_events_fired_for_another_datacenter_leave() {
+        let local = "dc1";
+        assert!(fires_elsewhere(
+            "/v1/event/fire/deploy",
+            Some("dc=dc2"),
+            local
+        ));
+        assert!(!fires_elsewhere(
+            "/v1/event/fire/deploy",
+            Some("dc=dc1"),
+            local
+        ));
+        assert!(!fires_elsewhere("/v1/event/fire/deploy", None, local));
+        assert!(!fires_elsewhere("/v1/event/list", Some("dc=dc2"), local));
     }
 
     #[test]

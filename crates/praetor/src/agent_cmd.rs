@@ -112,10 +112,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             .context("Error starting agent")?;
         server_port = role.listener.map(|l| (l, Arc::clone(&role.cluster)));
         let agent = Agent::with_cluster(config, role.cluster).context("Error starting agent")?;
-        let wan = SerfPool::start_kind(PoolKind::Wan, agent.config(), &node_id)
-            .await
-            .context("Error starting agent")?;
-        agent.attach_wan(wan);
+        // `ports.serf_wan = -1` leaves the server out of every WAN pool.
+        if agent.config().ports.serf_wan.is_some() {
+            let wan = SerfPool::start_kind(PoolKind::Wan, agent.config(), &node_id)
+                .await
+                .context("Error starting agent")?;
+            agent.attach_wan(wan);
+        }
         agent
     } else {
         let router = ServerRouter::new(
@@ -172,10 +175,8 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
         let for_clients = crate::forwarded::ServerSide {
             api: http_api::forward::ServerApi::new(Arc::clone(&agent)),
-            dns: Arc::new(dns::CatalogDns::new(
-                dns::snapshots_of(agent.shared_store()),
-                dns_config.clone(),
-            )),
+            dns: Arc::new(server_dns(&agent, &dns_config)),
+            agent: Arc::clone(&agent),
         };
         tokio::spawn(consensus::serve_with_api(
             listener,
@@ -227,13 +228,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
                 });
                 tokio::spawn(dns::relay::serve_relay(udp, tcp, forward, stop))
             }
-            None => tokio::spawn(dns::serve(
-                udp,
-                tcp,
-                dns::snapshots_of(agent.shared_store()),
-                dns_config.clone(),
-                stop,
-            )),
+            None => tokio::spawn(dns::serve(udp, tcp, server_dns(&agent, &dns_config), stop)),
         };
         servers_dns.push(serving);
     }
@@ -391,6 +386,15 @@ async fn stop_on_signal(agent: Arc<Agent>) {
     } else {
         agent.leave();
     }
+}
+
+/// A server's DNS: its catalog, and other datacenters through its WAN
+/// pool (for their names and for prepared queries failing over).
+fn server_dns(agent: &Arc<Agent>, config: &dns::DnsConfig) -> dns::CatalogDns {
+    dns::CatalogDns::new(dns::snapshots_of(agent.shared_store()), config.clone())
+        .with_other_datacenters(Arc::new(crate::wan_dns::WanDns {
+            agent: Arc::clone(agent),
+        }))
 }
 
 /// The DNS interface's settings from the agent's configuration.

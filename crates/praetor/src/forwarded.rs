@@ -1,15 +1,17 @@
 //! What a server answers for its client agents: their HTTP API calls with
-//! its own router, their DNS queries with its own DNS server.
+//! its own router, their DNS queries with its own DNS server; and the
+//! catalog reads of other datacenters' servers, from its own state.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use consensus::{ApiReply, ApiRequest, DnsQuery, DnsReply, ForwardedCalls};
+use consensus::{ApiReply, ApiRequest, DcRead, DcReadReply, DnsQuery, DnsReply, ForwardedCalls};
 use dns::CatalogDns;
 
 pub struct ServerSide {
     pub api: http_api::forward::ServerApi,
     pub dns: std::sync::Arc<CatalogDns>,
+    pub agent: std::sync::Arc<agent::Agent>,
 }
 
 impl ForwardedCalls for ServerSide {
@@ -30,5 +32,10 @@ impl ForwardedCalls for ServerSide {
                 message: dns::relay::answer_raw(&dns, query.message, from, query.tcp).await,
             }
         })
+    }
+
+    fn dc_read(&self, read: DcRead) -> Pin<Box<dyn Future<Output = DcReadReply> + Send>> {
+        let agent = std::sync::Arc::clone(&self.agent);
+        Box::pin(async move { agent.answer_dc_read(read).await })
     }
 }

@@ -19,6 +19,7 @@ mod serf_cmd;
 mod services_cmd;
 mod snapshot_cmd;
 mod version_cmd;
+mod wan_dns;
 mod watch_cmd;
 
 use std::process::ExitCode;

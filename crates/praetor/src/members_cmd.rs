@@ -74,7 +74,10 @@ async fn fetch(c: &MembersArgs) -> Result<Vec<Member>, String> {
         )
         .await?;
     if answer.status == StatusCode::OK {
-        return serde_json::from_slice(&answer.body).map_err(|e| e.to_string());
+        // `null` from an agent in no WAN pool: no members.
+        let members: Option<Vec<Member>> =
+            serde_json::from_slice(&answer.body).map_err(|e| e.to_string())?;
+        return Ok(members.unwrap_or_default());
     }
     if answer.status != StatusCode::NOT_FOUND || c.wan {
         return Err(answer.unexpected());

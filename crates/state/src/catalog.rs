@@ -163,8 +163,9 @@ pub type ServiceOnNode = (Arc<ServiceInstance>, Arc<Node>);
 pub type NodeWithServices = (Arc<Node>, Vec<Arc<ServiceInstance>>);
 
 /// One instance with its node and every check that applies to it: the
-/// node's own checks first, then the service's.
-#[derive(Clone, Debug)]
+/// node's own checks first, then the service's. Serializable, for the
+/// servers of another datacenter that ask for it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckServiceNode {
     pub node: Arc<Node>,
     pub service: Arc<ServiceInstance>,

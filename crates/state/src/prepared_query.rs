@@ -94,6 +94,13 @@ pub struct QueryFailover {
     pub targets: Vec<FailoverTarget>,
 }
 
+impl QueryFailover {
+    /// Whether the query names no other datacenter to try.
+    pub fn is_empty(&self) -> bool {
+        self.nearest_n <= 0 && self.datacenters.is_empty() && self.targets.is_empty()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FailoverTarget {
@@ -122,15 +129,17 @@ pub struct ExecuteOptions<'a> {
     pub limit: usize,
 }
 
-/// A query's answer (Consul's `PreparedQueryExecuteResponse`).
-#[derive(Clone, Debug)]
+/// A query's answer (Consul's `PreparedQueryExecuteResponse`); it travels
+/// between datacenters when a query fails over.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Execution {
     pub service: String,
     pub nodes: Vec<CheckServiceNode>,
     pub dns_ttl: String,
+    /// Where the nodes came from.
     pub datacenter: String,
-    /// How many other datacenters were asked: always 0 until there is a
-    /// WAN pool to reach them through.
+    /// How many other datacenters were tried (set by the datacenter that
+    /// failed over, not by the ones it asked).
     pub failovers: u32,
 }
 
@@ -302,22 +311,11 @@ impl Snapshot {
         compiled.render(id_or_name).map(Some)
     }
 
-    /// Runs `query` against this version's catalog: its service's
-    /// instances minus the unhealthy ones (critical checks, or with
-    /// `OnlyPassing` anything not passing, ignoring `IgnoreCheckIDs`),
-    /// filtered by node and service meta and by tags, shuffled, then
-    /// sorted nearest first from the `?near` node or the query's `Near`
-    /// when that node has a coordinate (`rtt` estimates the distance),
-    /// with that node itself first, and cut to the limit.
-    ///
-    /// Failover to other datacenters is not done: there is no WAN pool to
-    /// reach them yet, so an empty local answer stays empty, `Failovers` 0.
-    pub fn execute_prepared_query(
-        &self,
-        query: &PreparedQuery,
-        options: &ExecuteOptions<'_>,
-        rtt: &dyn Fn(&Coord, &Coord) -> Option<f64>,
-    ) -> Execution {
+    /// The instances `query` admits in this version's catalog, shuffled:
+    /// its service's instances minus the unhealthy ones (critical checks,
+    /// or with `OnlyPassing` anything not passing, ignoring
+    /// `IgnoreCheckIDs`), filtered by node and service meta and by tags.
+    fn query_instances(&self, query: &PreparedQuery) -> Vec<CheckServiceNode> {
         let wanted = &query.service;
         let view = self.service_health(&wanted.service).unwrap_or_default();
         let tags = TagFilter::new(&wanted.tags);
@@ -330,9 +328,25 @@ impl Snapshot {
             .cloned()
             .collect();
         nodes.shuffle(&mut rand::rng());
+        nodes
+    }
+
+    /// Runs `query` against this version's catalog: the instances it
+    /// admits, shuffled, then sorted nearest first from the `?near` node
+    /// or the query's `Near` when that node has a coordinate (`rtt`
+    /// estimates the distance), with that node itself first, and cut to
+    /// the limit. Failing over to other datacenters when nothing is found
+    /// is the caller's (it needs the WAN).
+    pub fn execute_prepared_query(
+        &self,
+        query: &PreparedQuery,
+        options: &ExecuteOptions<'_>,
+        rtt: &dyn Fn(&Coord, &Coord) -> Option<f64>,
+    ) -> Execution {
+        let mut nodes = self.query_instances(query);
         let source = match options.near.filter(|n| !n.is_empty()) {
             Some(near) => near,
-            None => wanted.near.as_str(),
+            None => query.service.near.as_str(),
         };
         let source = match source {
             "_agent" => options.agent_node,
@@ -351,14 +365,37 @@ impl Snapshot {
                 nodes.swap(0, at);
             }
         }
-        if options.limit > 0 {
-            nodes.truncate(options.limit);
+        Self::stamped(query, nodes, options.datacenter, options.limit)
+    }
+
+    /// Runs `query` for an asker in another datacenter (Consul's
+    /// `ExecuteRemote`, and `Execute` asked from elsewhere): the instances
+    /// it admits, shuffled and cut to `limit`, never sorted by distance,
+    /// since no node here is near the asker.
+    pub fn execute_prepared_query_for_elsewhere(
+        &self,
+        query: &PreparedQuery,
+        datacenter: &str,
+        limit: usize,
+    ) -> Execution {
+        let nodes = self.query_instances(query);
+        Self::stamped(query, nodes, datacenter, limit)
+    }
+
+    fn stamped(
+        query: &PreparedQuery,
+        mut nodes: Vec<CheckServiceNode>,
+        datacenter: &str,
+        limit: usize,
+    ) -> Execution {
+        if limit > 0 {
+            nodes.truncate(limit);
         }
         Execution {
-            service: wanted.service.clone(),
+            service: query.service.service.clone(),
             nodes,
             dns_ttl: query.dns.ttl.clone(),
-            datacenter: options.datacenter.to_owned(),
+            datacenter: datacenter.to_owned(),
             failovers: 0,
         }
     }

@@ -282,26 +282,31 @@ fn execution_filters_health_tags_and_meta() {
     );
 }
 
+/// One-dimensional coordinates: node `n` at `x`.
+fn place_on_a_line(store: &Store, nodes: &[(&str, f64)]) {
+    let coordinates = nodes
+        .iter()
+        .map(|(node, x)| NodeCoordinate {
+            node: (*node).into(),
+            segment: String::new(),
+            coord: Coord {
+                vec: vec![*x],
+                ..Coord::default()
+            },
+        })
+        .collect();
+    store
+        .apply(10, &Command::CoordinateBatchUpdate(coordinates))
+        .unwrap();
+}
+
 #[test]
 fn execution_sorts_nearest_first_with_the_source_node_leading() {
     let store = Store::new();
     for (i, node) in ["n1", "n2", "n3", "n4"].iter().enumerate() {
         register(&store, i as u64 + 1, node, "web", &[], "passing");
     }
-    let at = |node: &str, x: f64| NodeCoordinate {
-        node: node.into(),
-        segment: String::new(),
-        coord: Coord {
-            vec: vec![x],
-            ..Coord::default()
-        },
-    };
-    store
-        .apply(
-            10,
-            &Command::CoordinateBatchUpdate(vec![at("n1", 0.0), at("n2", 3.0), at("n3", 1.0)]),
-        )
-        .unwrap();
+    place_on_a_line(&store, &[("n1", 0.0), ("n2", 3.0), ("n3", 1.0)]);
     let snap = store.snapshot();
     let line = |a: &Coord, b: &Coord| Some((a.vec[0] - b.vec[0]).abs());
     let options = ExecuteOptions {
@@ -339,4 +344,60 @@ fn execution_sorts_nearest_first_with_the_source_node_leading() {
         .map(|i| i.node.name.clone())
         .collect();
     assert_eq!(order, ["n2", "n3", "n1", "n4"]);
+}
+
+#[test]
+fn execution_for_another_datacenter_filters_but_never_sorts() {
+    let store = Store::new();
+    for (i, node) in ["n1", "n2", "n3"].iter().enumerate() {
+        register(&store, i as u64 + 1, node, "web", &["v1"], "passing");
+    }
+    register(&store, 4, "n4", "web", &["v1"], "critical");
+    place_on_a_line(&store, &[("n1", 0.0), ("n2", 3.0), ("n3", 1.0)]);
+    let snap = store.snapshot();
+    // Near a node that would lead a local execution: ignored here.
+    let mut q = query(ID1, "web", "web");
+    q.service.near = "n2".into();
+    q.dns.ttl = "7s".into();
+    let mut leaders = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let run = snap.execute_prepared_query_for_elsewhere(&q, "dc2", 0);
+        assert_eq!(
+            (run.datacenter.as_str(), run.dns_ttl.as_str()),
+            ("dc2", "7s")
+        );
+        let mut names: Vec<String> = run.nodes.iter().map(|i| i.node.name.clone()).collect();
+        leaders.insert(names[0].clone());
+        names.sort();
+        assert_eq!(names, ["n1", "n2", "n3"]);
+    }
+    assert!(leaders.len() > 1, "shuffled, not sorted: {leaders:?}");
+    assert_eq!(
+        snap.execute_prepared_query_for_elsewhere(&q, "dc2", 2)
+            .nodes
+            .len(),
+        2
+    );
+    q.service.tags = vec!["!v1".into()];
+    assert!(snap
+        .execute_prepared_query_for_elsewhere(&q, "dc2", 0)
+        .nodes
+        .is_empty());
+}
+
+#[test]
+fn failover_is_empty_only_without_targets() {
+    let mut failover = state::QueryFailover::default();
+    assert!(failover.is_empty());
+    failover.nearest_n = 2;
+    assert!(!failover.is_empty());
+    failover.nearest_n = 0;
+    failover.datacenters = vec!["dc2".into()];
+    assert!(!failover.is_empty());
+    failover.datacenters.clear();
+    failover.targets = vec![state::FailoverTarget {
+        peer: String::new(),
+        datacenter: "dc3".into(),
+    }];
+    assert!(!failover.is_empty());
 }

@@ -134,7 +134,8 @@ pub struct Ports {
     pub dns: Option<u16>,
     pub server: u16,
     pub serf_lan: u16,
-    pub serf_wan: u16,
+    /// `None`: a server in no WAN pool (`-1`, or 0, in Consul).
+    pub serf_wan: Option<u16>,
     pub https: Option<u16>,
     pub grpc: Option<u16>,
 }
@@ -146,7 +147,7 @@ impl Default for Ports {
             dns: Some(8600),
             server: 8300,
             serf_lan: 8301,
-            serf_wan: 8302,
+            serf_wan: Some(8302),
             https: None,
             grpc: None,
         }
@@ -354,7 +355,7 @@ impl Config {
             ("ports.grpc", P::Port(v)) => self.ports.grpc = v,
             ("ports.server", P::Port(Some(v))) => self.ports.server = v,
             ("ports.serf_lan", P::Port(Some(v))) => self.ports.serf_lan = v,
-            ("ports.serf_wan", P::Port(Some(v))) => self.ports.serf_wan = v,
+            ("ports.serf_wan", P::Port(v)) => self.ports.serf_wan = v,
             ("enable_local_script_checks", P::Bool(v)) => self.enable_local_script_checks = v,
             ("domain", P::Str(v)) => self.domain = v,
             ("alt_domain", P::Str(v)) => self.alt_domain = Some(v).filter(|d| !d.is_empty()),

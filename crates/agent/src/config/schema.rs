@@ -138,7 +138,7 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("ports.http", Kind::PortOrOff),
     ("ports.https", Kind::PortOrOff),
     ("ports.serf_lan", Kind::Port),
-    ("ports.serf_wan", Kind::Port),
+    ("ports.serf_wan", Kind::PortOrOff),
     ("ports.server", Kind::Port),
     (
         "raft_snapshot_threshold",

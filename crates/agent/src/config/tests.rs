@@ -139,7 +139,7 @@ fn defaults_match_consul() {
     assert!(c.https_addrs().is_empty() && c.grpc_addrs().is_empty());
     assert_eq!(
         (c.ports.server, c.ports.serf_lan, c.ports.serf_wan),
-        (8300, 8301, 8302)
+        (8300, 8301, Some(8302))
     );
     assert_eq!(c.raft_multiplier, 5);
     assert_eq!(c.kv_max_value_size, 524288);
@@ -306,6 +306,35 @@ fn bad_flag_value_names_the_flag() {
         err.to_string(),
         "flag -http-port: key \"ports.http\": expected an integer port 0-65535 or -1, found 70000"
     );
+}
+
+#[test]
+fn serf_wan_minus_one_turns_the_wan_pool_off() {
+    let dir = TempDir::new().unwrap();
+    let f = write(
+        &dir,
+        "wan.json",
+        r#"{"server": true, "ports": {"serf_wan": -1}}"#,
+    );
+    let c = load_files(&dir, &[&f]).unwrap().config;
+    assert_eq!(c.ports.serf_wan, None);
+    let c = load(&AgentFlags {
+        serf_wan_port: Some(-1),
+        ..flags(&dir)
+    })
+    .unwrap()
+    .config;
+    assert_eq!(c.ports.serf_wan, None);
+    let c = load(&AgentFlags {
+        serf_wan_port: Some(9302),
+        ..flags(&dir)
+    })
+    .unwrap()
+    .config;
+    assert_eq!(c.ports.serf_wan, Some(9302));
+    // The LAN pool and the server port cannot be turned off.
+    let f = write(&dir, "lan.json", r#"{"ports": {"serf_lan": -1}}"#);
+    assert!(load_files(&dir, &[&f]).is_err());
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! receiving entries decodes exactly what its own log would.
 
 use serde::{Deserialize, Serialize};
-use state::{Command, Outcome, ReleasedLock};
+use state::{CheckServiceNode, Command, Execution, Node, Outcome, PreparedQuery, ReleasedLock};
 
 use crate::codec::{decode_entry, decode_snapshot_meta, encode_entry, encode_snapshot_meta};
 use crate::types::{
@@ -297,6 +297,40 @@ pub struct DnsQuery {
 pub struct DnsReply {
     #[serde(with = "serde_bytes")]
     pub message: Option<Vec<u8>>,
+}
+
+/// A read one server asks of a server of another datacenter: the RPCs
+/// Consul sends across the WAN for DNS names of that datacenter and for
+/// prepared queries failing over to it. The server asked answers from its
+/// own state, as a stale read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DcRead {
+    /// Consul's `Health.ServiceNodes`: every instance of a service with
+    /// its node and checks.
+    ServiceHealth { service: String },
+    /// A node of the catalog (Consul's `Catalog.NodeServices`, whose node
+    /// is all DNS uses).
+    Node { name: String },
+    /// Consul's `PreparedQuery.Execute` by ID or name, for an asker in
+    /// another datacenter: no distance sort, and failover from there.
+    ExecuteQuery { id_or_name: String },
+    /// Consul's `PreparedQuery.ExecuteRemote`: the (rendered) query
+    /// itself, run there without failing over any further.
+    ExecuteRemote {
+        query: Box<PreparedQuery>,
+        limit: u64,
+    },
+}
+
+/// The answer to a [`DcRead`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DcReadReply {
+    Instances(Vec<CheckServiceNode>),
+    Node(Option<Node>),
+    /// `None`: no query has that ID or name there.
+    Execution(Option<Box<Execution>>),
+    /// The read failed there; the reason, as Consul's RPC error says it.
+    Failed(String),
 }
 
 /// What the catalog holds for one node, for a client agent's
