@@ -50,8 +50,9 @@ FLAGS_RE = re.compile(r";; flags: ([a-z ]*);")
 SECTION_RE = re.compile(r";; (ANSWER|AUTHORITY|ADDITIONAL) SECTION:")
 
 
-def dig(port: int, name: str, qtype: str = "A", transport: str = "udp") -> Reply:
-    args = [DIG, "@127.0.0.1", "-p", str(port), "+time=3", "+tries=2", name, qtype]
+def dig(port: int, name: str, qtype: str = "A", transport: str = "udp",
+        server: str = "127.0.0.1") -> Reply:
+    args = [DIG, f"@{server}", "-p", str(port), "+time=3", "+tries=2", name, qtype]
     if transport == "tcp":
         args.append("+tcp")
     proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

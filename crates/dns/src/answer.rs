@@ -1,4 +1,5 @@
-//! Answers from one catalog snapshot: synchronous, no IO.
+//! Answers from the catalog: Consul's names turned into records. The
+//! catalog is read through [`Catalog`]; everything else here is pure.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -8,8 +9,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::seq::SliceRandom;
-use state::{CheckServiceNode, Snapshot, WatchSet};
+use state::CheckServiceNode;
 
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::name::{self, Lookup, Route};
 
@@ -37,29 +39,45 @@ const CONSUL_SERVICE: &str = "consul";
 /// Most name servers in an NS answer.
 const MAX_NAME_SERVERS: usize = 3;
 
-/// Answers `qtype` questions about `qname` from `snapshot`.
-pub(crate) fn answer(
-    snapshot: &Snapshot,
+/// Answers `qtype` questions about `qname` from `catalog`.
+pub(crate) async fn answer(
+    catalog: &dyn Catalog,
     settings: &Settings,
     qname: &Name,
     qtype: RecordType,
 ) -> Outcome {
-    let answerer = Answerer { snapshot, settings };
+    let answerer = Answerer { catalog, settings };
     match name::route(qname, settings) {
         Route::Outside => Outcome::Recurse,
-        Route::Reverse(ip) => match ip.map(|ip| answerer.reverse(qname, ip)) {
-            Some(reply) if !reply.answers.is_empty() => Outcome::Reply(reply),
-            _ if settings.can_recurse() => Outcome::Recurse,
-            _ => Outcome::Reply(answerer.name_error(&settings.domain)),
-        },
+        Route::Reverse(ip) => {
+            let reply = match ip {
+                Some(ip) => answerer.reverse(qname, ip).await,
+                None => Ok(Reply::default()),
+            };
+            match reply {
+                Ok(reply) if !reply.answers.is_empty() => Outcome::Reply(reply),
+                Ok(_) if settings.can_recurse() => Outcome::Recurse,
+                Ok(_) => Outcome::Reply(answerer.name_error(&settings.domain)),
+                Err(error) => Outcome::Reply(server_failure(&error)),
+            }
+        }
         Route::Domain { domain, labels } => {
-            Outcome::Reply(answerer.in_domain(qname, qtype, &domain, &labels))
+            Outcome::Reply(answerer.in_domain(qname, qtype, &domain, &labels).await)
         }
     }
 }
 
+/// SERVFAIL, as Consul answers when its catalog read fails.
+fn server_failure(error: &CatalogError) -> Reply {
+    tracing::warn!(%error, "DNS: cannot read the catalog");
+    Reply {
+        rcode: ResponseCode::ServFail,
+        ..Reply::default()
+    }
+}
+
 struct Answerer<'a> {
-    snapshot: &'a Snapshot,
+    catalog: &'a dyn Catalog,
     settings: &'a Settings,
 }
 
@@ -146,17 +164,6 @@ fn meta_txt(owner: &Name, ttl: u32, node: &state::Node) -> Vec<Record> {
             )
         })
         .collect()
-}
-
-/// Seconds between two catalog coordinates, as Serf's Vivaldi estimates.
-fn estimated_rtt(a: &state::Coord, b: &state::Coord) -> Option<f64> {
-    let vivaldi = |c: &state::Coord| coordinate::Coordinate {
-        vec: c.vec.clone(),
-        error: c.error,
-        adjustment: c.adjustment,
-        height: c.height,
-    };
-    vivaldi(a).distance_to(&vivaldi(b))
 }
 
 /// Whether an instance passes Consul's DNS health filter: no critical
@@ -257,28 +264,33 @@ impl Answerer<'_> {
         picked
     }
 
-    fn in_domain(
+    async fn in_domain(
         &self,
         qname: &Name,
         qtype: RecordType,
         domain: &[String],
         labels: &[String],
     ) -> Reply {
-        let mut reply = match qtype {
-            RecordType::SOA | RecordType::NS => self.servers(qtype, domain),
-            RecordType::AXFR | RecordType::IXFR => Reply {
+        let read = match qtype {
+            RecordType::SOA | RecordType::NS => self.servers(qtype, domain).await,
+            RecordType::AXFR | RecordType::IXFR => Ok(Reply {
                 rcode: ResponseCode::NotImp,
                 ..Reply::default()
-            },
+            }),
             _ => match name::lookup(labels, self.settings) {
-                Lookup::Node { name } => self.node(qname, qtype, &name, domain),
+                Lookup::Node { name } => self.node(qname, qtype, &name, domain).await,
                 Lookup::Service { service, tag } => {
                     self.service(qname, qtype, &service, tag.as_deref(), domain)
+                        .await
                 }
-                Lookup::Addr(ip) => self.addr(qname, qtype, ip),
-                Lookup::Query { name } => self.query(qname, qtype, &name, domain),
+                Lookup::Addr(ip) => Ok(self.addr(qname, qtype, ip)),
+                Lookup::Query { name } => self.query(qname, qtype, &name, domain).await,
                 Lookup::Unanswerable | Lookup::Invalid => return self.name_error(domain),
             },
+        };
+        let mut reply = match read {
+            Ok(reply) => reply,
+            Err(error) => return server_failure(&error),
         };
         if reply.rcode == ResponseCode::NoError && reply.answers.is_empty() {
             reply.authorities.extend(self.soa(domain));
@@ -288,17 +300,14 @@ impl Answerer<'_> {
 
     /// SOA (with the servers as NS in the authority section) or NS
     /// questions; the servers are the healthy `consul` instances.
-    fn servers(&self, qtype: RecordType, domain: &[String]) -> Reply {
+    async fn servers(&self, qtype: RecordType, domain: &[String]) -> Result<Reply, CatalogError> {
         let mut reply = Reply::default();
         let Some(owner) = fqdn(domain) else {
-            return reply;
+            return Ok(reply);
         };
-        let ttl = self.settings.service_ttl;
+        let ttl = self.settings.service_ttl.of(CONSUL_SERVICE);
         let mut seen = HashSet::new();
-        let view = self
-            .snapshot
-            .service_health(CONSUL_SERVICE)
-            .unwrap_or_default();
+        let view = self.catalog.service_health(CONSUL_SERVICE).await?;
         for server in self.instances(&view, None) {
             if seen.len() == MAX_NAME_SERVERS {
                 break;
@@ -322,12 +331,18 @@ impl Answerer<'_> {
         if qtype == RecordType::SOA {
             reply.answers.extend(self.soa(domain));
         }
-        reply
+        Ok(reply)
     }
 
-    fn node(&self, qname: &Name, qtype: RecordType, name: &str, domain: &[String]) -> Reply {
-        let Some(node) = self.snapshot.node(name) else {
-            return self.name_error(domain);
+    async fn node(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        name: &str,
+        domain: &[String],
+    ) -> Result<Reply, CatalogError> {
+        let Some(node) = self.catalog.node(name).await? else {
+            return Ok(self.name_error(domain));
         };
         let ttl = self.settings.node_ttl;
         let mut reply = Reply::default();
@@ -356,61 +371,59 @@ impl Answerer<'_> {
         } else if self.settings.node_meta_txt {
             reply.additionals.extend(meta_txt(qname, ttl, &node));
         }
-        reply
+        Ok(reply)
     }
 
-    fn service(
+    async fn service(
         &self,
         qname: &Name,
         qtype: RecordType,
         service: &str,
         tag: Option<&str>,
         domain: &[String],
-    ) -> Reply {
-        let view = self.snapshot.service_health(service).unwrap_or_default();
+    ) -> Result<Reply, CatalogError> {
+        let view = self.catalog.service_health(service).await?;
         let instances = self.instances(&view, tag);
         if instances.is_empty() {
-            return self.name_error(domain);
+            return Ok(self.name_error(domain));
         }
-        let ttl = self.settings.service_ttl;
-        if qtype == RecordType::SRV {
+        let ttl = self.settings.service_ttl.of(service);
+        Ok(if qtype == RecordType::SRV {
             self.service_srv(qname, &instances, domain, ttl)
         } else {
             self.service_addresses(qname, qtype, &instances, ttl)
-        }
+        })
     }
 
     /// `<name>.query...`: the instances a prepared query finds, in the
     /// order its execution gives (nearest first when it sorts by `Near`),
     /// with the query's `DNS.TTL` if it has one.
-    fn query(&self, qname: &Name, qtype: RecordType, name: &str, domain: &[String]) -> Reply {
-        let Ok(Some(query)) = self.snapshot.resolve_prepared_query(name) else {
-            return self.name_error(domain);
-        };
-        let options = state::ExecuteOptions {
-            datacenter: &self.settings.datacenter,
-            agent_node: &self.settings.node_name,
-            near: None,
-            limit: 0,
-        };
+    async fn query(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        name: &str,
+        domain: &[String],
+    ) -> Result<Reply, CatalogError> {
         let run = self
-            .snapshot
-            .execute_prepared_query(&query, &options, &estimated_rtt);
-        if run.nodes.is_empty() {
-            return self.name_error(domain);
-        }
+            .catalog
+            .prepared_query(name, &self.settings.node_name, &self.settings.datacenter)
+            .await?;
+        let Some(run) = run.filter(|run| !run.nodes.is_empty()) else {
+            return Ok(self.name_error(domain));
+        };
         let ttl = go_duration::parse_go_duration(&run.dns_ttl)
             .ok()
             .filter(|_| !run.dns_ttl.is_empty())
-            .map_or(self.settings.service_ttl, |nanos| {
+            .map_or(self.settings.service_ttl.of(&run.service), |nanos| {
                 u32::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u32::MAX)
             });
         let instances: Vec<&CheckServiceNode> = run.nodes.iter().collect();
-        if qtype == RecordType::SRV {
+        Ok(if qtype == RecordType::SRV {
             self.service_srv(qname, &instances, domain, ttl)
         } else {
             self.service_addresses(qname, qtype, &instances, ttl)
-        }
+        })
     }
 
     /// The address an instance is reached at: its own, else its node's.
@@ -540,49 +553,98 @@ impl Answerer<'_> {
 
     /// PTR answers for an address: the nodes that have it, else the
     /// services registered with it.
-    fn reverse(&self, qname: &Name, ip: IpAddr) -> Reply {
+    async fn reverse(&self, qname: &Name, ip: IpAddr) -> Result<Reply, CatalogError> {
         let domain = &self.settings.domain;
         let ttl = self.settings.node_ttl;
-        let matches = |address: &str| address.parse::<IpAddr>().is_ok_and(|a| a == ip);
+        let owners = self.catalog.address_owners(ip).await?;
         let mut reply = Reply::default();
-        let (_, nodes) = self.snapshot.nodes(&mut WatchSet::new());
-        for node in nodes.iter().filter(|n| matches(&n.address)) {
-            if let Some(target) = self.node_fqdn(&node.name, domain) {
-                reply.answers.push(Record::from_rdata(
-                    qname.clone(),
-                    ttl,
-                    RData::PTR(PTR(target)),
-                ));
-            }
+        let node_targets = owners
+            .nodes
+            .iter()
+            .filter_map(|node| self.node_fqdn(node, domain));
+        let service_targets = owners.services.iter().filter_map(|service| {
+            let mut labels = vec![service.as_str(), "service", &self.settings.datacenter];
+            labels.extend(domain.iter().map(String::as_str));
+            fqdn(&labels)
+        });
+        for target in node_targets.chain(service_targets) {
+            reply.answers.push(Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::PTR(PTR(target)),
+            ));
         }
-        if !reply.answers.is_empty() {
-            return reply;
-        }
-        let (_, services) = self.snapshot.services(&mut WatchSet::new());
-        for service in services.keys() {
-            let (_, instances) = self.snapshot.service_nodes(service, &mut WatchSet::new());
-            if instances
-                .iter()
-                .any(|(service, _)| matches(&service.address))
-            {
-                let mut labels = vec![service.as_str(), "service", &self.settings.datacenter];
-                labels.extend(domain.iter().map(String::as_str));
-                if let Some(target) = fqdn(&labels) {
-                    reply.answers.push(Record::from_rdata(
-                        qname.clone(),
-                        ttl,
-                        RData::PTR(PTR(target)),
-                    ));
-                }
-            }
-        }
-        reply
+        Ok(reply)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{AddressOwners, PreparedAnswer};
+    use crate::config::DnsConfig;
+
+    /// A client agent's catalog when no server answers.
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl Catalog for Unreachable {
+        async fn node(&self, _: &str) -> Result<Option<state::Node>, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+        async fn service_health(&self, _: &str) -> Result<Vec<CheckServiceNode>, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+        async fn prepared_query(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<PreparedAnswer>, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+        async fn address_owners(&self, _: IpAddr) -> Result<AddressOwners, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_catalog_read_is_a_server_failure() {
+        let settings = Settings::new(&DnsConfig::default());
+        for (name, qtype) in [
+            ("web.service.consul.", RecordType::A),
+            ("n1.node.consul.", RecordType::A),
+            ("q.query.consul.", RecordType::SRV),
+            ("consul.", RecordType::NS),
+            ("1.0.0.127.in-addr.arpa.", RecordType::PTR),
+        ] {
+            let qname = Name::from_ascii(name).unwrap();
+            match answer(&Unreachable, &settings, &qname, qtype).await {
+                Outcome::Reply(reply) => {
+                    assert_eq!(reply.rcode, ResponseCode::ServFail, "{name}");
+                    assert!(reply.answers.is_empty() && reply.authorities.is_empty());
+                }
+                Outcome::Recurse => panic!("{name} recursed"),
+            }
+        }
+        // What needs no read is still answered: an address, a bad name,
+        // and a name for the recursors.
+        let addr = Name::from_ascii("7f000001.addr.consul.").unwrap();
+        assert!(matches!(
+            answer(&Unreachable, &settings, &addr, RecordType::A).await,
+            Outcome::Reply(reply) if reply.rcode == ResponseCode::NoError && reply.answers.len() == 1
+        ));
+        let bad = Name::from_ascii("nothing.consul.").unwrap();
+        assert!(matches!(
+            answer(&Unreachable, &settings, &bad, RecordType::A).await,
+            Outcome::Reply(reply) if reply.rcode == ResponseCode::NXDomain
+        ));
+        let outside = Name::from_ascii("example.com.").unwrap();
+        assert!(matches!(
+            answer(&Unreachable, &settings, &outside, RecordType::A).await,
+            Outcome::Recurse
+        ));
+    }
 
     #[test]
     fn rfc1464_escaping() {

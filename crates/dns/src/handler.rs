@@ -1,5 +1,7 @@
-//! The hickory [`RequestHandler`]: one snapshot per query, answered by
+//! The hickory [`RequestHandler`]: one catalog view per query, answered by
 //! [`answer`](crate::answer), cut to size, written back.
+
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{Name, Record};
@@ -12,19 +14,27 @@ use crate::answer::{self, Outcome, Reply};
 use crate::config::{DnsConfig, Settings};
 use crate::recursor;
 use crate::trim::{self, Transport};
-use crate::SnapshotSource;
+use crate::{Catalog, CatalogSource, SnapshotSource};
 
 /// Answers DNS queries from the catalog; hand it to a hickory
 /// [`Server`](hickory_server::Server) (or use [`serve`](crate::serve)).
 pub struct CatalogDns {
-    snapshots: SnapshotSource,
+    catalogs: CatalogSource,
     settings: Settings,
 }
 
 impl CatalogDns {
+    /// Answers from the state-store versions `snapshots` gives (a server).
     pub fn new(snapshots: SnapshotSource, config: DnsConfig) -> CatalogDns {
+        let catalogs: CatalogSource = Arc::new(move || -> Arc<dyn Catalog> { snapshots() });
+        CatalogDns::reading(catalogs, config)
+    }
+
+    /// Answers from whatever catalog `catalogs` gives: a client agent's
+    /// reads through a server, formatted with this agent's own `config`.
+    pub fn reading(catalogs: CatalogSource, config: DnsConfig) -> CatalogDns {
         CatalogDns {
-            snapshots,
+            catalogs,
             settings: Settings::new(&config),
         }
     }
@@ -171,10 +181,8 @@ impl RequestHandler for CatalogDns {
             return send(request, handle, bare(request, ResponseCode::Refused, false)).await;
         };
         let qname = Name::from(query.name());
-        let outcome = {
-            let snapshot = (self.snapshots)();
-            answer::answer(&snapshot, &self.settings, &qname, query.query_type())
-        };
+        let catalog = (self.catalogs)();
+        let outcome = answer::answer(&*catalog, &self.settings, &qname, query.query_type()).await;
         match outcome {
             Outcome::Recurse => self.recurse(request, handle).await,
             Outcome::Reply(reply) => self.reply(request, handle, reply, query.original()).await,

@@ -3,15 +3,18 @@
 //! `<node>.node[.<dc>].<domain>`, `[<tag>.]<service>.service[.<dc>].<domain>`,
 //! RFC 2782 `_<service>._<tag|tcp>.service[.<dc>].<domain>`,
 //! `<hex-ip>.addr[.<dc>].<domain>`, reverse (`in-addr.arpa`, `ip6.arpa`)
-//! lookups of catalog addresses, and SOA/NS for the domain. Every query reads
-//! one state-store [`Snapshot`](state::Snapshot) taken for it, so DNS never
-//! holds a lock a writer waits on. Names outside the domain go to the
-//! configured recursors.
+//! lookups of catalog addresses, and SOA/NS for the domain. Names outside the
+//! domain go to the configured recursors.
 //!
-//! The answering logic (the private `answer` module) is synchronous and does no
-//! IO; [`serve`] is the thin hickory shell around it.
+//! The catalog is read through [`Catalog`]: on a server every query reads
+//! one state-store [`Snapshot`](state::Snapshot) taken for it, so DNS never
+//! holds a lock a writer waits on; a client agent, which keeps no catalog,
+//! reads through a server and still formats every answer with its own
+//! settings, as a Consul client does. [`serve`] and [`serve_handler`] are
+//! the thin hickory shell around the answering logic.
 
 mod answer;
+mod catalog;
 mod config;
 mod handler;
 mod name;
@@ -26,11 +29,15 @@ use std::time::Duration;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
+pub use catalog::{AddressOwners, Catalog, CatalogError, PreparedAnswer};
 pub use config::{DnsConfig, SoaConfig};
 pub use handler::CatalogDns;
 
 /// Where each query gets the catalog version it answers from.
 pub type SnapshotSource = Arc<dyn Fn() -> Arc<state::Snapshot> + Send + Sync>;
+
+/// Where each query gets the catalog it reads from.
+pub type CatalogSource = Arc<dyn Fn() -> Arc<dyn Catalog> + Send + Sync>;
 
 /// A [`SnapshotSource`] reading `store`.
 pub fn snapshots_of(store: Arc<state::Store>) -> SnapshotSource {
@@ -53,7 +60,17 @@ pub async fn serve(
     config: DnsConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handler = CatalogDns::new(snapshots, config);
+    serve_handler(udp, tcp, CatalogDns::new(snapshots, config), shutdown).await
+}
+
+/// Serves DNS on `udp` and `tcp` with `handler` until `shutdown` resolves;
+/// then stops accepting and returns once the queries in flight are answered.
+pub async fn serve_handler(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    handler: CatalogDns,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let mut server = Server::new(handler);
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);

@@ -346,7 +346,7 @@ async fn service_lookups_answer_a_and_srv_with_additionals() {
         checks: &[],
     });
     let config = DnsConfig {
-        service_ttl: Duration::from_secs(5),
+        service_ttl: BTreeMap::from([("*".to_owned(), Duration::from_secs(5))]),
         ..DnsConfig::default()
     };
     let server = start(&catalog, config).await;

@@ -176,6 +176,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
                 dns::snapshots_of(agent.shared_store()),
                 dns_config.clone(),
             )),
+            agent: Arc::clone(&agent),
         };
         tokio::spawn(consensus::serve_with_api(
             listener,
@@ -211,21 +212,17 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         let stopping = Arc::clone(&agent);
         let stop = async move { stopping.stopping().await };
         let serving = match agent.router() {
-            // A client keeps no catalog: a server answers its queries.
+            // A client keeps no catalog: it reads through a server and
+            // answers with its own settings.
             Some(router) => {
-                let router = Arc::clone(router);
-                let forward: dns::relay::Forward = Arc::new(move |message, from, tcp| {
-                    let router = Arc::clone(&router);
-                    Box::pin(async move {
-                        let query = consensus::DnsQuery {
-                            message,
-                            from: from.to_string(),
-                            tcp,
-                        };
-                        router.dns(&query).await.ok().and_then(|r| r.message)
-                    })
-                });
-                tokio::spawn(dns::relay::serve_relay(udp, tcp, forward, stop))
+                let remote: Arc<dyn dns::Catalog> = Arc::new(crate::dns_reads::RemoteCatalog::new(
+                    Arc::clone(router),
+                    dns_config.allow_stale,
+                    dns_config.max_stale,
+                ));
+                let catalogs: dns::CatalogSource = Arc::new(move || Arc::clone(&remote));
+                let handler = dns::CatalogDns::reading(catalogs, dns_config.clone());
+                tokio::spawn(dns::serve_handler(udp, tcp, handler, stop))
             }
             None => tokio::spawn(dns::serve(
                 udp,
@@ -412,6 +409,7 @@ fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
         alt_domain: config.alt_domain.clone(),
         datacenter: config.datacenter.clone(),
         node_ttl: d.node_ttl,
+        service_ttl: d.service_ttl.clone(),
         only_passing: d.only_passing,
         udp_answer_limit: usize::from(d.udp_answer_limit),
         a_record_limit: usize::from(d.a_record_limit),
@@ -421,7 +419,12 @@ fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
         allow_stale: d.allow_stale,
         max_stale: d.max_stale,
         node_meta_txt: d.enable_additional_node_meta_txt,
+        soa: dns::SoaConfig {
+            refresh: d.soa.refresh,
+            retry: d.soa.retry,
+            expire: d.soa.expire,
+            min_ttl: d.soa.min_ttl,
+        },
         node_name: config.node_name.clone(),
-        ..dns::DnsConfig::default()
     })
 }

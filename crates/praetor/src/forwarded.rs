@@ -1,15 +1,20 @@
 //! What a server answers for its client agents: their HTTP API calls with
-//! its own router, their DNS queries with its own DNS server.
+//! its own router, their DNS interface's catalog reads from its own state
+//! store, and whole DNS queries relayed by clients of earlier versions with
+//! its own DNS server.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use consensus::{ApiReply, ApiRequest, DnsQuery, DnsReply, ForwardedCalls};
+use agent::Agent;
+use consensus::{ApiReply, ApiRequest, DnsQuery, DnsRead, DnsReply, DnsRows, ForwardedCalls};
 use dns::CatalogDns;
 
 pub struct ServerSide {
     pub api: http_api::forward::ServerApi,
-    pub dns: std::sync::Arc<CatalogDns>,
+    pub dns: Arc<CatalogDns>,
+    pub agent: Arc<Agent>,
 }
 
 impl ForwardedCalls for ServerSide {
@@ -19,7 +24,7 @@ impl ForwardedCalls for ServerSide {
     }
 
     fn dns(&self, query: DnsQuery) -> Pin<Box<dyn Future<Output = DnsReply> + Send>> {
-        let dns = std::sync::Arc::clone(&self.dns);
+        let dns = Arc::clone(&self.dns);
         Box::pin(async move {
             // A client that sent no usable address still gets an answer.
             let from = query
@@ -30,5 +35,10 @@ impl ForwardedCalls for ServerSide {
                 message: dns::relay::answer_raw(&dns, query.message, from, query.tcp).await,
             }
         })
+    }
+
+    fn dns_read(&self, read: DnsRead) -> Pin<Box<dyn Future<Output = DnsRows> + Send>> {
+        let agent = Arc::clone(&self.agent);
+        Box::pin(async move { crate::dns_reads::answer_read(&agent, read).await })
     }
 }

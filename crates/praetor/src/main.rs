@@ -4,6 +4,7 @@ mod agent_cmd;
 mod catalog_cmd;
 mod cli;
 mod client;
+mod dns_reads;
 mod event_cmd;
 mod forwarded;
 mod keyring_cmd;

@@ -164,7 +164,7 @@ pub type NodeWithServices = (Arc<Node>, Vec<Arc<ServiceInstance>>);
 
 /// One instance with its node and every check that applies to it: the
 /// node's own checks first, then the service's.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckServiceNode {
     pub node: Arc<Node>,
     pub service: Arc<ServiceInstance>,

@@ -64,8 +64,6 @@ pub(crate) const UNIMPLEMENTED: &[&str] = &[
     "dns_config.disable_compression",
     "dns_config.prefer_namespace",
     "dns_config.recursor_strategy",
-    "dns_config.service_ttl",
-    "dns_config.soa",
     "dns_config.use_cache",
     "enable_acl_replication",
     "enable_agent_tls_for_checks",

@@ -11,6 +11,7 @@ mod flags;
 mod known_keys;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -100,6 +101,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsSettings {
     pub node_ttl: Duration,
+    /// By service name; a key ending in `*` is a prefix (`*`: every one).
+    pub service_ttl: BTreeMap<String, Duration>,
     pub only_passing: bool,
     pub udp_answer_limit: u16,
     pub a_record_limit: u16,
@@ -108,6 +111,28 @@ pub struct DnsSettings {
     pub max_stale: Duration,
     pub recursor_timeout: Duration,
     pub enable_additional_node_meta_txt: bool,
+    pub soa: SoaSettings,
+}
+
+/// `dns_config.soa`: the SOA record's timers, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaSettings {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub min_ttl: u32,
+}
+
+impl Default for SoaSettings {
+    /// Consul's defaults.
+    fn default() -> Self {
+        SoaSettings {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
+        }
+    }
 }
 
 impl Default for DnsSettings {
@@ -115,6 +140,7 @@ impl Default for DnsSettings {
     fn default() -> Self {
         DnsSettings {
             node_ttl: Duration::ZERO,
+            service_ttl: BTreeMap::new(),
             only_passing: false,
             udp_answer_limit: 3,
             a_record_limit: 0,
@@ -123,6 +149,7 @@ impl Default for DnsSettings {
             max_stale: Duration::from_secs(87_600 * 3600),
             recursor_timeout: Duration::from_secs(2),
             enable_additional_node_meta_txt: true,
+            soa: SoaSettings::default(),
         }
     }
 }
@@ -377,6 +404,12 @@ impl Config {
             ("service" | "services", P::Definitions(v)) => self.services.extend(v),
             ("check" | "checks", P::Definitions(v)) => self.checks.extend(v),
             ("dns_config.node_ttl", P::Duration(v)) => self.dns.node_ttl = v,
+            // Later files add to the map and override its keys, as Consul merges maps.
+            ("dns_config.service_ttl", P::DurationMap(v)) => self.dns.service_ttl.extend(v),
+            ("dns_config.soa.refresh", P::Int(v)) => self.dns.soa.refresh = seconds(v),
+            ("dns_config.soa.retry", P::Int(v)) => self.dns.soa.retry = seconds(v),
+            ("dns_config.soa.expire", P::Int(v)) => self.dns.soa.expire = seconds(v),
+            ("dns_config.soa.min_ttl", P::Int(v)) => self.dns.soa.min_ttl = seconds(v),
             ("dns_config.only_passing", P::Bool(v)) => self.dns.only_passing = v,
             ("dns_config.udp_answer_limit", P::Int(v)) => {
                 self.dns.udp_answer_limit = u16::try_from(v).unwrap_or(u16::MAX)
@@ -395,6 +428,11 @@ impl Config {
         }
         true
     }
+}
+
+/// An SOA timer the schema has already bounded to `u32`.
+fn seconds(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// A merged configuration and the warnings met on the way (keys accepted

@@ -428,6 +428,7 @@ fn every_schema_key_reaches_a_field() {
             schema::Kind::Size | schema::Kind::Port | schema::Kind::PortOrOff => vec![json!(7)],
             schema::Kind::Ip | schema::Kind::Addrs => vec![json!("10.1.2.3")],
             schema::Kind::Duration => vec![json!("3s"), json!("0s")],
+            schema::Kind::DurationMap => vec![json!({"*": "5s"})],
             schema::Kind::LogLevel => vec![json!("err")],
             schema::Kind::StrList => vec![json!(["1.1.1.1"])],
             schema::Kind::Definitions => vec![json!({"name": "web"})],
@@ -470,4 +471,50 @@ fn wan_joins_come_from_flags_and_files() {
     assert_eq!(c.retry_join_wan, ["10.0.0.9", "10.0.0.6:8302"]);
     assert_eq!(c.retry_interval_wan, Duration::from_secs(5));
     assert_eq!(c.retry_interval, Duration::from_secs(30));
+}
+
+#[test]
+fn dns_service_ttl_and_soa_are_read_and_maps_merge() {
+    let dir = TempDir::new().unwrap();
+    let a = write(
+        &dir,
+        "a.json",
+        r#"{"dns_config": {"service_ttl": {"*": "5s", "db": "1m"}, "soa": {"refresh": 60, "min_ttl": 7}}}"#,
+    );
+    let b = write(
+        &dir,
+        "b.hcl",
+        "dns_config {\n  service_ttl = { \"db\" = \"2m\", \"web*\" = \"3s\" }\n}\n",
+    );
+    let dns = load_files(&dir, &[&a, &b]).unwrap().config.dns;
+    let secs = Duration::from_secs;
+    assert_eq!(
+        dns.service_ttl,
+        BTreeMap::from([
+            ("*".to_owned(), secs(5)),
+            ("db".to_owned(), secs(120)),
+            ("web*".to_owned(), secs(3)),
+        ])
+    );
+    assert_eq!(
+        dns.soa,
+        SoaSettings {
+            refresh: 60,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 7,
+        }
+    );
+    let bad = write(
+        &dir,
+        "c.json",
+        r#"{"dns_config": {"service_ttl": {"web": 5}}}"#,
+    );
+    let err = load_files(&dir, &[&bad]).unwrap_err().to_string();
+    assert!(
+        err.ends_with(
+            "key \"dns_config.service_ttl\": expected an object of durations such as {\"*\": \"10s\"}, found an object"
+        ),
+        "{err}"
+    );
 }

@@ -14,18 +14,20 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::wire::{ApiReply, ApiRequest, DnsQuery, DnsReply};
+use super::wire::{ApiReply, ApiRequest, DnsQuery, DnsRead, DnsReply, DnsRows};
 use super::{paths, split_snapshot_body, CONTENT_TYPE, MAX_BODY, MAX_SNAPSHOT};
 use crate::cluster::Cluster;
 
 type Answer = Response<Full<Bytes>>;
 
-/// Answers what client agents forward: HTTP API calls (`/rpc/api`) and
-/// DNS queries (`/rpc/dns`). The agent layer above plugs its API and its
-/// DNS server in here.
+/// Answers what client agents forward: HTTP API calls (`/rpc/api`), the
+/// catalog reads of their DNS interface (`/rpc/dns-read`) and, from clients
+/// of earlier versions, whole DNS queries (`/rpc/dns`). The agent layer
+/// above plugs its API and its catalog in here.
 pub trait ForwardedCalls: Send + Sync + 'static {
     fn api(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>>;
     fn dns(&self, query: DnsQuery) -> Pin<Box<dyn Future<Output = DnsReply> + Send>>;
+    fn dns_read(&self, read: DnsRead) -> Pin<Box<dyn Future<Output = DnsRows> + Send>>;
 }
 
 /// Serves the server port on `listener` until `stop` resolves, without
@@ -126,6 +128,10 @@ async fn route(
         paths::DNS => match api {
             Some(api) => answer(&body, |m| async move { Ok(api.dns(m).await) }).await,
             None => text(StatusCode::NOT_FOUND, "this server answers no DNS queries"),
+        },
+        paths::DNS_READ => match api {
+            Some(api) => answer(&body, |m| async move { Ok(api.dns_read(m).await) }).await,
+            None => text(StatusCode::NOT_FOUND, "this server answers no DNS reads"),
         },
         paths::SNAPSHOT => match split_snapshot_body(&body) {
             Ok((head, state)) => match cluster.on_snapshot(head, state.to_vec()).await {

@@ -299,6 +299,58 @@ pub struct DnsReply {
     pub message: Option<Vec<u8>>,
 }
 
+/// One catalog read for a client agent's DNS interface, which formats the
+/// answer itself with its own settings (Consul's client DNS makes the same
+/// reads over RPC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRead {
+    pub lookup: DnsLookup,
+    /// `dns_config.allow_stale`: whether the server may answer from its own
+    /// state rather than the leader's.
+    pub allow_stale: bool,
+    /// `dns_config.max_stale`: how far behind the leader a stale read may be.
+    pub max_stale: std::time::Duration,
+}
+
+/// What a [`DnsRead`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsLookup {
+    /// A node by name.
+    Node(String),
+    /// Every instance of a service with its node and checks.
+    ServiceHealth(String),
+    /// A prepared query run for the asking agent.
+    PreparedQuery {
+        name: String,
+        agent_node: String,
+        datacenter: String,
+    },
+    /// The nodes, else the services, registered with an address.
+    AddressOwners(std::net::IpAddr),
+}
+
+/// The server's answer to a [`DnsRead`], one variant per [`DnsLookup`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DnsRows {
+    Node(Option<state::Node>),
+    Instances(Vec<state::CheckServiceNode>),
+    PreparedQuery(Option<PreparedRows>),
+    AddressOwners {
+        nodes: Vec<String>,
+        services: Vec<String>,
+    },
+    /// The read could not be done (no leader for a read that needs one).
+    Failed(String),
+}
+
+/// What a prepared query found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreparedRows {
+    pub service: String,
+    pub nodes: Vec<state::CheckServiceNode>,
+    pub dns_ttl: String,
+}
+
 /// What the catalog holds for one node, for a client agent's
 /// anti-entropy to compare with its own services and checks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
