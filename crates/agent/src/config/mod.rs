@@ -25,6 +25,10 @@ use schema::{Parsed, Refusal};
 /// (raft's suggested maximum entry size).
 pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 512 * 1024;
 
+/// Consul's default `reconnect_timeout` and `reconnect_timeout_wan`: a
+/// failed member is forgotten after three days.
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
+
 /// The agent's configuration after every source is merged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -66,6 +70,13 @@ pub struct Config {
     /// After a graceful leave, rejoin the pool from the gossip snapshot
     /// at the next start.
     pub rejoin_after_leave: bool,
+    /// How long a failed member stays in the LAN pool (`reconnect_timeout`)
+    /// and the WAN pool (`reconnect_timeout_wan`) before it is reaped.
+    pub reconnect_timeout: Duration,
+    pub reconnect_timeout_wan: Duration,
+    /// A client's own reconnect timeout, advertised to the LAN pool so the
+    /// other members reap it sooner (`advertise_reconnect_timeout`).
+    pub advertise_reconnect_timeout: Option<Duration>,
     /// The gossip encryption key (base64 of 16, 24 or 32 bytes).
     pub encrypt: Option<String>,
     /// Autopilot removes servers that stay dead.
@@ -270,6 +281,9 @@ impl Default for Config {
             retry_join_wan: Vec::new(),
             retry_interval_wan: Duration::from_secs(30),
             rejoin_after_leave: false,
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
+            reconnect_timeout_wan: DEFAULT_RECONNECT_TIMEOUT,
+            advertise_reconnect_timeout: None,
             encrypt: None,
             cleanup_dead_servers: true,
             raft_snapshot_threshold: 16384,
@@ -392,6 +406,12 @@ impl Config {
             ("retry_interval_wan", P::Duration(v)) => self.retry_interval_wan = v,
             ("start_join_wan", P::StrList(v)) => self.start_join_wan.extend(v),
             ("rejoin_after_leave", P::Bool(v)) => self.rejoin_after_leave = v,
+            ("reconnect_timeout", P::Duration(v)) => self.reconnect_timeout = v,
+            ("reconnect_timeout_wan", P::Duration(v)) => self.reconnect_timeout_wan = v,
+            // As in Consul, 0 means "not set".
+            ("advertise_reconnect_timeout", P::Duration(v)) => {
+                self.advertise_reconnect_timeout = Some(v).filter(|d| !d.is_zero())
+            }
             ("encrypt", P::Str(v)) => self.encrypt = Some(v).filter(|k| !k.is_empty()),
             ("start_join", P::StrList(v)) => self.start_join.extend(v),
             ("autopilot.cleanup_dead_servers", P::Bool(v)) => self.cleanup_dead_servers = v,
@@ -643,6 +663,9 @@ fn finish(
     }
     if c.bootstrap && !c.server {
         return invalid("'bootstrap = true' requires server mode".into());
+    }
+    if (c.server || c.dev) && c.advertise_reconnect_timeout.is_some() {
+        return invalid("advertise_reconnect_timeout can only be used on a client".into());
     }
     if c.bootstrap && !c.dev {
         warnings.push("bootstrap = true: do not enable unless necessary".into());

@@ -32,6 +32,11 @@ pub(crate) enum Kind {
     Addrs,
     /// A Go-style duration string such as "10s".
     Duration,
+    /// A duration no shorter than `min`; `rule` is Consul's text for it.
+    DurationAtLeast {
+        min: Duration,
+        rule: &'static str,
+    },
     /// An object of durations by name (`dns_config.service_ttl`).
     DurationMap,
     LogLevel,
@@ -57,6 +62,12 @@ impl Kind {
             Kind::Ip => "an IP address",
             Kind::Addrs => "an IP address or a space-separated list of IP addresses",
             Kind::Duration => "a duration such as \"10s\" or \"1m30s\"",
+            Kind::DurationAtLeast { min, rule } => {
+                return Cow::Owned(format!(
+                    "a duration of at least {} ({rule})",
+                    humantime::format_duration(min)
+                ))
+            }
             Kind::DurationMap => "an object of durations such as {\"*\": \"10s\"}",
             Kind::LogLevel => "a log level (trace, debug, info, warn, err)",
             Kind::StrList => "a string or a list of strings",
@@ -83,6 +94,11 @@ pub(crate) enum Parsed {
     Definitions(Vec<Value>),
 }
 
+/// Consul's floor for `reconnect_timeout` and `reconnect_timeout_wan`: a
+/// shorter one could reap servers from the pool during an ordinary outage.
+/// (`advertise_reconnect_timeout`, a client's own, has no floor.)
+const MIN_RECONNECT_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+
 /// The SOA timers: seconds, as unsigned 32-bit numbers in the record.
 const SOA_SECONDS: Kind = Kind::Int {
     min: 0,
@@ -97,6 +113,7 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("addresses.http", Kind::Addrs),
     ("addresses.https", Kind::Addrs),
     ("advertise_addr", Kind::Ip),
+    ("advertise_reconnect_timeout", Kind::Duration),
     ("alt_domain", Kind::Str),
     ("autopilot.cleanup_dead_servers", Kind::Bool),
     ("bind_addr", Kind::Ip),
@@ -168,6 +185,20 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
         Kind::Int {
             min: 0,
             max: i64::MAX,
+        },
+    ),
+    (
+        "reconnect_timeout",
+        Kind::DurationAtLeast {
+            min: MIN_RECONNECT_TIMEOUT,
+            rule: "ReconnectTimeoutLan must be >= 8h0m0s",
+        },
+    ),
+    (
+        "reconnect_timeout_wan",
+        Kind::DurationAtLeast {
+            min: MIN_RECONNECT_TIMEOUT,
+            rule: "ReconnectTimeoutWan must be >= 8h0m0s",
         },
     ),
     ("recursors", Kind::StrList),
@@ -298,6 +329,10 @@ fn parse(kind: Kind, value: &Value) -> Option<Parsed> {
         Kind::Ip => Parsed::Ip(value.as_str()?.trim().parse().ok()?),
         Kind::Addrs => Parsed::Addrs(parse_addrs(value)?),
         Kind::Duration => Parsed::Duration(humantime::parse_duration(value.as_str()?).ok()?),
+        Kind::DurationAtLeast { min, .. } => {
+            let duration = humantime::parse_duration(value.as_str()?).ok()?;
+            (duration >= min).then_some(Parsed::Duration(duration))?
+        }
         Kind::DurationMap => Parsed::DurationMap(
             value
                 .as_object()?
