@@ -185,12 +185,13 @@ def monotonic_ms() -> float:
     return time.monotonic() * 1000.0
 
 
-def client_agent(agents, cluster: Cluster, name: str):
+def client_agent(agents, cluster: Cluster, name: str, config: Optional[dict] = None):
     """A client agent (not started) on 127.0.0.1 with ports of its own,
-    retry-joining the first server's gossip port every second."""
+    retry-joining the first server's gossip port every second; `config`
+    adds settings to its configuration file."""
     conf = agents.base / f"{name}.json"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(json.dumps({"retry_interval": "1s"}))
+    conf.write_text(json.dumps({"retry_interval": "1s", **(config or {})}))
     join = f"{cluster.ips[0]}:{cluster.ports['serf_lan']}"
     args = [f"-data-dir={agents.base / name / 'data'}", "-bind=127.0.0.1",
             f"-retry-join={join}"]

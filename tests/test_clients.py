@@ -150,3 +150,43 @@ def test_a_client_that_leaves_is_removed_from_the_catalog(cluster, clients):
     assert c1.wait_exit() == 0
     wait_until(lambda: "c1" not in [n["Node"] for n in leader.get("/v1/catalog/nodes").json()],
                DEADLINE, what="c1 gone from the catalog after its leave")
+
+
+def _catalog_nodes(agent):
+    return [n["Node"] for n in agent.get("/v1/catalog/nodes", timeout=10).json()]
+
+
+def test_a_dead_client_is_reaped_after_the_reconnect_timeout_it_advertises(
+        cluster, clients, agents):
+    _, c2 = clients
+    c3 = client_agent(agents, cluster, "c3", config={"advertise_reconnect_timeout": "3s"})
+    c3.spawn()
+    c3.wait_ready(DEADLINE)
+    leader = cluster.leader()
+    for node in ("c2", "c3"):
+        wait_until(lambda node=node: _serf_health(leader, node) == "passing", DEADLINE,
+                   what=f"{node}'s serfHealth passing")
+
+    def member_tags():
+        return {m["Name"]: m["Tags"] for m in leader.get("/v1/agent/members").json()}
+
+    # The servers learn c3's tags from gossip, which may trail its own
+    # registration of its node.
+    wait_until(lambda: "c3" in member_tags(), DEADLINE, what="c3 a member on the leader")
+    tags = member_tags()
+    assert tags["c3"]["rc_tm"] == "3s"
+    assert "rc_tm" not in tags["c2"]
+
+    c2.stop(signal.SIGKILL)
+    c3.stop(signal.SIGKILL)
+    for node in ("c2", "c3"):
+        wait_until(lambda node=node: _serf_health(leader, node) == "critical", DEADLINE,
+                   what=f"{node}'s serfHealth critical after kill -9")
+    # Reaped once its 3 s have passed, at the next reap (every 15 s), then
+    # deregistered by the leader; c2 keeps the pool's 72 hours.
+    wait_until(lambda: "c3" not in _catalog_nodes(leader), 3 + 15 + DEADLINE,
+               what="c3 reaped from the catalog")
+    members = {m["Name"] for m in leader.get("/v1/agent/members").json()}
+    assert "c3" not in members and "c2" in members
+    assert "c2" in _catalog_nodes(leader)
+    assert _serf_health(leader, "c2") == "critical"

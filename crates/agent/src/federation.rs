@@ -181,7 +181,11 @@ impl Federation {
     }
 
     /// Has a server of `datacenter` answer `read` from its catalog.
-    async fn read(&self, datacenter: &str, read: &DcRead) -> Result<DcReadReply, FederationError> {
+    pub async fn read(
+        &self,
+        datacenter: &str,
+        read: &DcRead,
+    ) -> Result<DcReadReply, FederationError> {
         match self
             .call(datacenter, paths::DC_READ, read, DC_READ_TIMEOUT)
             .await?

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use gossip::shell::{bind_both, runner};
 use serf::snapshot::Snapshotter;
-use serf::{Event, Member, MemberStatus, Serf, Tags};
+use serf::{Event, Member, MemberStatus, ReconnectTimeoutOverride, Serf, Tags};
 use serf_agent::handle::NodeHandle;
 use serf_agent::node::{AgentNode, NodeParts, Published};
 use tokio::sync::broadcast;
@@ -25,9 +25,9 @@ use tokio::sync::broadcast;
 use crate::config::Config;
 use crate::CONSUL_COMPATIBLE_VERSION;
 
-/// Consul's default `reconnect_timeout`: a failed member is forgotten
-/// after three days.
-const RECONNECT_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
+/// The tag in which a client advertises its own reconnect timeout
+/// (`advertise_reconnect_timeout`), a Go duration; Consul's `rc_tm`.
+pub const RECONNECT_TIMEOUT_TAG: &str = "rc_tm";
 
 /// Which of Consul's two pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,14 @@ impl PoolKind {
         match self {
             PoolKind::Lan => "local",
             PoolKind::Wan => "remote",
+        }
+    }
+
+    /// How long a failed member stays in the pool before it is reaped.
+    fn reconnect_timeout(self, config: &Config) -> Duration {
+        match self {
+            PoolKind::Lan => config.reconnect_timeout,
+            PoolKind::Wan => config.reconnect_timeout_wan,
         }
     }
 
@@ -159,6 +167,12 @@ pub fn lan_tags(config: &Config, node_id: &str) -> Tags {
     set("vsn_min", "2".into());
     set("vsn_max", "3".into());
     set("build", format!("{CONSUL_COMPATIBLE_VERSION}:praetor"));
+    if let (false, Some(timeout)) = (server, config.advertise_reconnect_timeout) {
+        set(
+            RECONNECT_TIMEOUT_TAG,
+            crate::go_duration::format_go_duration(timeout),
+        );
+    }
     if server {
         set("port", config.ports.server.to_string());
         set("raft_vsn", "3".into());
@@ -174,6 +188,24 @@ pub fn lan_tags(config: &Config, node_id: &str) -> Tags {
         }
     }
     tags
+}
+
+/// The reap timeout of `member`: the one it advertises in its `rc_tm` tag
+/// if that is a positive duration, else the pool's `timeout` (Consul's
+/// `ReconnectOverride`).
+pub fn advertised_reconnect_timeout(member: &Member, timeout: Duration) -> Duration {
+    let Some(advertised) = member.tags.get(RECONNECT_TIMEOUT_TAG) else {
+        return timeout;
+    };
+    match crate::go_duration::parse_go_duration(advertised) {
+        Ok(nanos) if nanos > 0 => Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)),
+        Ok(_) => timeout,
+        Err(_) => {
+            tracing::warn!(member = %member.name, rc_tm = %advertised,
+                "Member is advertising a malformed reconnect timeout");
+            timeout
+        }
+    }
 }
 
 /// The tags a server gossips in the WAN pool: its LAN server tags, less
@@ -238,7 +270,9 @@ impl SerfPool {
 
         let mut serf_config = serf::Config::new(gossip_config);
         serf_config.tags = kind.tags(config, node_id);
-        serf_config.reconnect_timeout = RECONNECT_TIMEOUT;
+        serf_config.reconnect_timeout = kind.reconnect_timeout(config);
+        serf_config.reconnect_timeout_override =
+            Some(ReconnectTimeoutOverride::new(advertised_reconnect_timeout));
         // Node IDs, not a vote of the pool, settle who owns a name.
         serf_config.enable_name_conflict_resolution = false;
 
@@ -534,6 +568,29 @@ mod tests {
         let client = lan_tags(&Config::default(), "id-2");
         assert_eq!(client["role"], "node");
         assert!(!client.contains_key("port") && !client.contains_key("expect"));
+    }
+
+    #[test]
+    fn a_client_advertises_its_reconnect_timeout_and_members_honour_it() {
+        let client = Config {
+            advertise_reconnect_timeout: Some(Duration::from_secs(90)),
+            ..Config::default()
+        };
+        let tags = lan_tags(&client, "id-1");
+        assert_eq!(tags[RECONNECT_TIMEOUT_TAG], "1m30s");
+        assert!(!lan_tags(&Config::default(), "id-2").contains_key(RECONNECT_TIMEOUT_TAG));
+
+        let pool = Duration::from_secs(72 * 3600);
+        let timeout = |tag: &str| {
+            advertised_reconnect_timeout(&member(&[(RECONNECT_TIMEOUT_TAG, tag)]), pool)
+        };
+        assert_eq!(timeout("1m30s"), Duration::from_secs(90));
+        assert_eq!(timeout("500ms"), Duration::from_millis(500));
+        // Zero, negative and malformed values leave the pool's timeout.
+        assert_eq!(timeout("0s"), pool);
+        assert_eq!(timeout("-5s"), pool);
+        assert_eq!(timeout("soon"), pool);
+        assert_eq!(advertised_reconnect_timeout(&member(&[]), pool), pool);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use consensus::{
-    paths, ApiReply, ApiRequest, CallError, DnsQuery, DnsReply, NodeStateReply, RpcClient,
+    paths, ApiReply, ApiRequest, CallError, DnsRead, DnsRows, NodeStateReply, RpcClient,
     WriteReply, WriteRequest,
 };
 use rand::seq::SliceRandom;
@@ -24,7 +24,7 @@ const REBALANCE_AFTER: Duration = Duration::from_secs(120);
 /// How long a forwarded API call may take: a blocking query waits up to
 /// ten minutes plus a sixteenth of it.
 const API_TIMEOUT: Duration = Duration::from_secs(11 * 60);
-/// How long a relayed DNS query may take: resolvers give up after a few
+/// How long a DNS catalog read may take: resolvers give up after a few
 /// seconds anyway.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -192,9 +192,9 @@ impl ServerRouter {
         self.call(paths::NODE_STATE, &node, timeout).await
     }
 
-    /// Has a server answer a DNS query with its own DNS server.
-    pub async fn dns(&self, query: &DnsQuery) -> Result<DnsReply, RouteError> {
-        self.call(paths::DNS, query, DNS_TIMEOUT).await
+    /// Reads what this agent's DNS interface needs from a server's catalog.
+    pub async fn dns_read(&self, read: &DnsRead) -> Result<DnsRows, RouteError> {
+        self.call(paths::DNS_READ, read, DNS_TIMEOUT).await
     }
 
     /// Has a server answer an HTTP API call with its own API.

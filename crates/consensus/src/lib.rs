@@ -43,8 +43,9 @@ pub use node::{
 pub use rpc::paths;
 pub use rpc::server::{serve, serve_with_api, ForwardedCalls};
 pub use rpc::wire::{
-    ApiReply, ApiRequest, ByteText, ConfigServer, ConfigurationView, DcRead, DcReadReply, DnsQuery,
-    DnsReply, MembershipRequest, NodeStateReply, ReadMode, ServerInfo, WriteReply, WriteRequest,
+    ApiReply, ApiRequest, ByteText, ConfigServer, ConfigurationView, DcRead, DcReadReply,
+    DnsLookup, DnsQuery, DnsRead, DnsReply, DnsRows, MembershipRequest, NodeStateReply, ReadMode,
+    ServerInfo, WriteReply, WriteRequest,
 };
 pub use rpc::{CallError, RpcClient};
 pub use types::ServerNode;

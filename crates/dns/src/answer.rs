@@ -1,4 +1,6 @@
-//! Answers from one catalog snapshot: synchronous, no IO.
+//! Answers from the catalog: Consul's names turned into records. This
+//! datacenter's catalog is read through [`Catalog`]; names of another one
+//! come back as a [`Fetch`] for the handler to go for. The rest is pure.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -8,8 +10,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::seq::SliceRandom;
-use state::{CheckServiceNode, Execution, PreparedQuery, Snapshot, WatchSet};
+use state::{CheckServiceNode, Execution};
 
+use crate::catalog::{Catalog, CatalogError};
 use crate::config::Settings;
 use crate::name::{self, Lookup, Route};
 
@@ -46,12 +49,6 @@ pub(crate) enum Wanted {
     Node { datacenter: String, name: String },
     /// A prepared query executed in another datacenter.
     Query { datacenter: String, name: String },
-    /// A query of this datacenter that found nothing healthy here: its
-    /// failover to the datacenters it names; `run` is the empty local run.
-    Failover {
-        query: Box<PreparedQuery>,
-        run: Box<Execution>,
-    },
 }
 
 /// What came back for a [`Wanted`].
@@ -82,15 +79,15 @@ const CONSUL_SERVICE: &str = "consul";
 /// Most name servers in an NS answer.
 const MAX_NAME_SERVERS: usize = 3;
 
-/// Answers `qtype` questions about `qname` from `snapshot`.
-pub(crate) fn answer(
-    snapshot: &Snapshot,
+/// Answers `qtype` questions about `qname` from `catalog`.
+pub(crate) async fn answer(
+    catalog: &dyn Catalog,
     settings: &Settings,
     qname: &Name,
     qtype: RecordType,
 ) -> Outcome {
     let answerer = Answerer {
-        snapshot,
+        catalog,
         records: Records {
             settings,
             datacenter: &settings.datacenter,
@@ -98,12 +95,28 @@ pub(crate) fn answer(
     };
     match name::route(qname, settings) {
         Route::Outside => Outcome::Recurse,
-        Route::Reverse(ip) => match ip.map(|ip| answerer.reverse(qname, ip)) {
-            Some(reply) if !reply.answers.is_empty() => Outcome::Reply(reply),
-            _ if settings.can_recurse() => Outcome::Recurse,
-            _ => Outcome::Reply(answerer.records.name_error(&settings.domain)),
-        },
-        Route::Domain { domain, labels } => answerer.in_domain(qname, qtype, domain, &labels),
+        Route::Reverse(ip) => {
+            let reply = match ip {
+                Some(ip) => answerer.reverse(qname, ip).await,
+                None => Ok(Reply::default()),
+            };
+            match reply {
+                Ok(reply) if !reply.answers.is_empty() => Outcome::Reply(reply),
+                Ok(_) if settings.can_recurse() => Outcome::Recurse,
+                Ok(_) => Outcome::Reply(answerer.records.name_error(&settings.domain)),
+                Err(error) => Outcome::Reply(server_failure(&error)),
+            }
+        }
+        Route::Domain { domain, labels } => answerer.in_domain(qname, qtype, domain, &labels).await,
+    }
+}
+
+/// SERVFAIL, as Consul answers when its catalog read fails.
+fn server_failure(error: &CatalogError) -> Reply {
+    tracing::warn!(%error, "DNS: cannot read the catalog");
+    Reply {
+        rcode: ResponseCode::ServFail,
+        ..Reply::default()
     }
 }
 
@@ -130,7 +143,9 @@ pub(crate) fn answer_fetched(
         },
         (
             Wanted::Service {
-                datacenter, tag, ..
+                datacenter,
+                service,
+                tag,
             },
             Fetched::Instances(view),
         ) => {
@@ -138,7 +153,7 @@ pub(crate) fn answer_fetched(
                 settings,
                 datacenter,
             };
-            records.service(qname, qtype, &view, tag.as_deref(), domain)
+            records.service(qname, qtype, service, &view, tag.as_deref(), domain)
         }
         (Wanted::Node { datacenter, .. }, Fetched::Node(node)) => {
             let records = Records {
@@ -150,16 +165,14 @@ pub(crate) fn answer_fetched(
                 None => records.name_error(domain),
             }
         }
-        (Wanted::Query { .. } | Wanted::Failover { .. }, Fetched::Execution(Some(run))) => {
+        (Wanted::Query { .. }, Fetched::Execution(Some(run))) => {
             let records = Records {
                 settings,
                 datacenter: &run.datacenter,
             };
             records.execution(qname, qtype, &run, domain)
         }
-        (Wanted::Query { .. } | Wanted::Failover { .. }, Fetched::Execution(None)) => {
-            local.name_error(domain)
-        }
+        (Wanted::Query { .. }, Fetched::Execution(None)) => local.name_error(domain),
         (wanted, fetched) => {
             tracing::warn!(
                 ?wanted,
@@ -203,7 +216,7 @@ fn elsewhere(lookup: Lookup) -> Result<Wanted, Lookup> {
 
 /// Answers from this datacenter's catalog.
 struct Answerer<'a> {
-    snapshot: &'a Snapshot,
+    catalog: &'a dyn Catalog,
     records: Records<'a>,
 }
 
@@ -297,17 +310,6 @@ fn meta_txt(owner: &Name, ttl: u32, node: &state::Node) -> Vec<Record> {
             )
         })
         .collect()
-}
-
-/// Seconds between two catalog coordinates, as Serf's Vivaldi estimates.
-fn estimated_rtt(a: &state::Coord, b: &state::Coord) -> Option<f64> {
-    let vivaldi = |c: &state::Coord| coordinate::Coordinate {
-        vec: c.vec.clone(),
-        error: c.error,
-        adjustment: c.adjustment,
-        height: c.height,
-    };
-    vivaldi(a).distance_to(&vivaldi(b))
 }
 
 /// Whether an instance passes Consul's DNS health filter: no critical
@@ -421,6 +423,7 @@ impl Records<'_> {
         &self,
         qname: &Name,
         qtype: RecordType,
+        service: &str,
         view: &[CheckServiceNode],
         tag: Option<&str>,
         domain: &[String],
@@ -429,7 +432,8 @@ impl Records<'_> {
         if instances.is_empty() {
             return self.name_error(domain);
         }
-        self.instance_records(qname, qtype, &instances, domain, self.settings.service_ttl)
+        let ttl = self.settings.service_ttl.of(service);
+        self.instance_records(qname, qtype, &instances, domain, ttl)
     }
 
     /// A prepared query's run, in its order, with the query's `DNS.TTL`
@@ -447,7 +451,7 @@ impl Records<'_> {
         let ttl = go_duration::parse_go_duration(&run.dns_ttl)
             .ok()
             .filter(|_| !run.dns_ttl.is_empty())
-            .map_or(self.settings.service_ttl, |nanos| {
+            .map_or(self.settings.service_ttl.of(&run.service), |nanos| {
                 u32::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u32::MAX)
             });
         let instances: Vec<&CheckServiceNode> = run.nodes.iter().collect();
@@ -617,7 +621,7 @@ impl Records<'_> {
 }
 
 impl Answerer<'_> {
-    fn in_domain(
+    async fn in_domain(
         &self,
         qname: &Name,
         qtype: RecordType,
@@ -625,55 +629,58 @@ impl Answerer<'_> {
         labels: &[String],
     ) -> Outcome {
         let records = &self.records;
-        let mut reply = match qtype {
-            RecordType::SOA | RecordType::NS => self.servers(qtype, &domain),
-            RecordType::AXFR | RecordType::IXFR => Reply {
+        let read = match qtype {
+            RecordType::SOA | RecordType::NS => self.servers(qtype, &domain).await,
+            RecordType::AXFR | RecordType::IXFR => Ok(Reply {
                 rcode: ResponseCode::NotImp,
                 ..Reply::default()
+            }),
+            _ => match elsewhere(name::lookup(labels, records.settings)) {
+                Ok(wanted) => return Outcome::Fetch(Fetch { domain, wanted }),
+                Err(local) => self.here(qname, qtype, local, &domain).await,
             },
-            _ => {
-                let lookup = name::lookup(labels, records.settings);
-                match elsewhere(lookup).or_else(|local| self.here(qname, qtype, local, &domain)) {
-                    Ok(wanted) => return Outcome::Fetch(Fetch { domain, wanted }),
-                    Err(reply) => reply,
-                }
-            }
+        };
+        let mut reply = match read {
+            Ok(reply) => reply,
+            Err(error) => return Outcome::Reply(server_failure(&error)),
         };
         records.close(&mut reply, &domain);
         Outcome::Reply(reply)
     }
 
-    /// Answers a lookup of this datacenter from the catalog (the `Err`
-    /// side, as [`elsewhere`] has it), or asks for a prepared query's
-    /// failover when it has nothing healthy here and datacenters to try.
-    fn here(
+    /// Answers a lookup of this datacenter from the catalog (what
+    /// [`elsewhere`] hands back).
+    async fn here(
         &self,
         qname: &Name,
         qtype: RecordType,
         lookup: Lookup,
         domain: &[String],
-    ) -> Result<Wanted, Reply> {
+    ) -> Result<Reply, CatalogError> {
         let records = &self.records;
-        Err(match lookup {
-            Lookup::Node { name, .. } => match self.snapshot.node(&name) {
+        let settings = records.settings;
+        Ok(match lookup {
+            Lookup::Node { name, .. } => match self.catalog.node(&name).await? {
                 Some(node) => records.node(qname, qtype, &node),
                 None => records.name_error(domain),
             },
             Lookup::Service { service, tag, .. } => {
-                let view = self.snapshot.service_health(&service).unwrap_or_default();
-                records.service(qname, qtype, &view, tag.as_deref(), domain)
+                let view = self.catalog.service_health(&service).await?;
+                records.service(qname, qtype, &service, &view, tag.as_deref(), domain)
             }
             Lookup::Addr(ip) => self.addr(qname, qtype, ip),
-            Lookup::Query { name, .. } => match self.query(&name) {
-                Some((query, run))
-                    if run.nodes.is_empty() && !query.service.failover.is_empty() =>
-                {
-                    return Ok(Wanted::Failover {
-                        query: Box::new(query),
-                        run: Box::new(run),
-                    });
+            // The catalog runs the query as this agent's and fails it over
+            // to other datacenters when it finds nothing healthy here.
+            Lookup::Query { name, .. } => match self
+                .catalog
+                .prepared_query(&name, &settings.node_name, &settings.datacenter)
+                .await?
+            {
+                Some(run) => Records {
+                    settings,
+                    datacenter: &run.datacenter,
                 }
-                Some((_, run)) => records.execution(qname, qtype, &run, domain),
+                .execution(qname, qtype, &run, domain),
                 None => records.name_error(domain),
             },
             Lookup::Unanswerable | Lookup::Invalid => records.name_error(domain),
@@ -682,17 +689,14 @@ impl Answerer<'_> {
 
     /// SOA (with the servers as NS in the authority section) or NS
     /// questions; the servers are the healthy `consul` instances.
-    fn servers(&self, qtype: RecordType, domain: &[String]) -> Reply {
+    async fn servers(&self, qtype: RecordType, domain: &[String]) -> Result<Reply, CatalogError> {
         let mut reply = Reply::default();
         let Some(owner) = fqdn(domain) else {
-            return reply;
+            return Ok(reply);
         };
-        let ttl = self.records.settings.service_ttl;
+        let ttl = self.records.settings.service_ttl.of(CONSUL_SERVICE);
         let mut seen = HashSet::new();
-        let view = self
-            .snapshot
-            .service_health(CONSUL_SERVICE)
-            .unwrap_or_default();
+        let view = self.catalog.service_health(CONSUL_SERVICE).await?;
         for server in self.records.instances(&view, None) {
             if seen.len() == MAX_NAME_SERVERS {
                 break;
@@ -716,26 +720,7 @@ impl Answerer<'_> {
         if qtype == RecordType::SOA {
             reply.answers.extend(self.records.soa(domain));
         }
-        reply
-    }
-
-    /// `<name>.query...`: runs the prepared query `name` resolves to, in
-    /// the order its execution gives (nearest this agent first when it
-    /// sorts by `Near`). `None` when no query resolves from `name` (or a
-    /// template fails to render for it).
-    fn query(&self, name: &str) -> Option<(PreparedQuery, Execution)> {
-        let query = self.snapshot.resolve_prepared_query(name).ok()??;
-        let settings = self.records.settings;
-        let options = state::ExecuteOptions {
-            datacenter: &settings.datacenter,
-            agent_node: &settings.node_name,
-            near: None,
-            limit: 0,
-        };
-        let run = self
-            .snapshot
-            .execute_prepared_query(&query, &options, &estimated_rtt);
-        Some((query, run))
+        Ok(reply)
     }
 
     /// `<hex-ip>.addr...`: the address itself.
@@ -752,53 +737,99 @@ impl Answerer<'_> {
 
     /// PTR answers for an address: the nodes that have it, else the
     /// services registered with it.
-    fn reverse(&self, qname: &Name, ip: IpAddr) -> Reply {
-        let domain = &self.records.settings.domain;
-        let ttl = self.records.settings.node_ttl;
-        let matches = |address: &str| address.parse::<IpAddr>().is_ok_and(|a| a == ip);
+    async fn reverse(&self, qname: &Name, ip: IpAddr) -> Result<Reply, CatalogError> {
+        let settings = self.records.settings;
+        let domain = &settings.domain;
+        let ttl = settings.node_ttl;
+        let owners = self.catalog.address_owners(ip).await?;
+        let node_targets = owners
+            .nodes
+            .iter()
+            .filter_map(|node| self.records.node_fqdn(node, domain));
+        let service_targets = owners.services.iter().filter_map(|service| {
+            let mut labels = vec![service.as_str(), "service", &settings.datacenter];
+            labels.extend(domain.iter().map(String::as_str));
+            fqdn(&labels)
+        });
         let mut reply = Reply::default();
-        let (_, nodes) = self.snapshot.nodes(&mut WatchSet::new());
-        for node in nodes.iter().filter(|n| matches(&n.address)) {
-            if let Some(target) = self.records.node_fqdn(&node.name, domain) {
-                reply.answers.push(Record::from_rdata(
-                    qname.clone(),
-                    ttl,
-                    RData::PTR(PTR(target)),
-                ));
-            }
+        for target in node_targets.chain(service_targets) {
+            reply.answers.push(Record::from_rdata(
+                qname.clone(),
+                ttl,
+                RData::PTR(PTR(target)),
+            ));
         }
-        if !reply.answers.is_empty() {
-            return reply;
-        }
-        let (_, services) = self.snapshot.services(&mut WatchSet::new());
-        for service in services.keys() {
-            let (_, instances) = self.snapshot.service_nodes(service, &mut WatchSet::new());
-            if instances
-                .iter()
-                .any(|(service, _)| matches(&service.address))
-            {
-                let mut labels = vec![
-                    service.as_str(),
-                    "service",
-                    &self.records.settings.datacenter,
-                ];
-                labels.extend(domain.iter().map(String::as_str));
-                if let Some(target) = fqdn(&labels) {
-                    reply.answers.push(Record::from_rdata(
-                        qname.clone(),
-                        ttl,
-                        RData::PTR(PTR(target)),
-                    ));
-                }
-            }
-        }
-        reply
+        Ok(reply)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::AddressOwners;
+    use crate::config::DnsConfig;
+
+    /// A client agent's catalog when no server answers.
+    struct Unreachable;
+
+    #[async_trait::async_trait]
+    impl Catalog for Unreachable {
+        async fn node(&self, _: &str) -> Result<Option<state::Node>, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+        async fn service_health(&self, _: &str) -> Result<Vec<CheckServiceNode>, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+        async fn prepared_query(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<Execution>, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+        async fn address_owners(&self, _: IpAddr) -> Result<AddressOwners, CatalogError> {
+            Err(CatalogError("No known Consul servers".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_catalog_read_is_a_server_failure() {
+        let settings = Settings::new(&DnsConfig::default());
+        for (name, qtype) in [
+            ("web.service.consul.", RecordType::A),
+            ("n1.node.consul.", RecordType::A),
+            ("q.query.consul.", RecordType::SRV),
+            ("consul.", RecordType::NS),
+            ("1.0.0.127.in-addr.arpa.", RecordType::PTR),
+        ] {
+            let qname = Name::from_ascii(name).unwrap();
+            match answer(&Unreachable, &settings, &qname, qtype).await {
+                Outcome::Reply(reply) => {
+                    assert_eq!(reply.rcode, ResponseCode::ServFail, "{name}");
+                    assert!(reply.answers.is_empty() && reply.authorities.is_empty());
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // What needs no read is still answered: an address, a bad name,
+        // and a name for the recursors.
+        let addr = Name::from_ascii("7f000001.addr.consul.").unwrap();
+        assert!(matches!(
+            answer(&Unreachable, &settings, &addr, RecordType::A).await,
+            Outcome::Reply(reply) if reply.rcode == ResponseCode::NoError && reply.answers.len() == 1
+        ));
+        let bad = Name::from_ascii("nothing.consul.").unwrap();
+        assert!(matches!(
+            answer(&Unreachable, &settings, &bad, RecordType::A).await,
+            Outcome::Reply(reply) if reply.rcode == ResponseCode::NXDomain
+        ));
+        let outside = Name::from_ascii("example.com.").unwrap();
+        assert!(matches!(
+            answer(&Unreachable, &settings, &outside, RecordType::A).await,
+            Outcome::Recurse
+        ));
+    }
 
     #[test]
     fn rfc1464_escaping() {

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ pub struct DnsConfig {
     pub datacenter: String,
     /// TTL of node answers (`dns_config.node_ttl`).
     pub node_ttl: Duration,
-    /// TTL of service answers (`dns_config.service_ttl`, the `*` entry).
-    pub service_ttl: Duration,
+    /// TTLs of service answers by service name (`dns_config.service_ttl`):
+    /// a key ending in `*` covers every service starting with the rest of
+    /// it, so `*` alone is the default; a service no key covers gets 0.
+    pub service_ttl: BTreeMap<String, Duration>,
     /// Leave out instances with a warning check too, not only critical ones.
     pub only_passing: bool,
     /// Most answers in a UDP response to a query without EDNS (never more
@@ -70,7 +73,7 @@ impl Default for DnsConfig {
             alt_domain: None,
             datacenter: "dc1".to_owned(),
             node_ttl: Duration::ZERO,
-            service_ttl: Duration::ZERO,
+            service_ttl: BTreeMap::new(),
             only_passing: false,
             udp_answer_limit: 3,
             a_record_limit: 0,
@@ -97,7 +100,7 @@ pub(crate) struct Settings {
     pub(crate) alt_domain: Option<Vec<String>>,
     pub(crate) datacenter: String,
     pub(crate) node_ttl: u32,
-    pub(crate) service_ttl: u32,
+    pub(crate) service_ttl: ServiceTtl,
     pub(crate) only_passing: bool,
     pub(crate) udp_answer_limit: usize,
     pub(crate) a_record_limit: usize,
@@ -141,7 +144,7 @@ impl Settings {
             alt_domain,
             datacenter: config.datacenter.to_ascii_lowercase(),
             node_ttl: seconds(config.node_ttl),
-            service_ttl: seconds(config.service_ttl),
+            service_ttl: ServiceTtl::new(&config.service_ttl),
             only_passing: config.only_passing,
             udp_answer_limit: config.udp_answer_limit.min(MAX_UDP_ANSWER_LIMIT),
             a_record_limit: config.a_record_limit,
@@ -156,5 +159,67 @@ impl Settings {
 
     pub(crate) fn can_recurse(&self) -> bool {
         !self.recursors.is_empty()
+    }
+}
+
+/// `dns_config.service_ttl` in the form lookups use, in seconds.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceTtl {
+    /// Keys without a `*`: the service of exactly that name.
+    exact: BTreeMap<String, u32>,
+    /// Keys ending in `*`, without it: longest first, so the first prefix
+    /// a name starts with is the longest one, as Consul's radix tree finds.
+    prefixes: Vec<(String, u32)>,
+}
+
+impl ServiceTtl {
+    fn new(config: &BTreeMap<String, Duration>) -> ServiceTtl {
+        let mut ttl = ServiceTtl::default();
+        for (key, duration) in config {
+            match key.strip_suffix('*') {
+                Some(prefix) => ttl.prefixes.push((prefix.to_owned(), seconds(*duration))),
+                None => {
+                    ttl.exact.insert(key.clone(), seconds(*duration));
+                }
+            }
+        }
+        ttl.prefixes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        ttl
+    }
+
+    /// The TTL of `service`'s answers: its own key, else the longest
+    /// prefix key it starts with, else 0.
+    pub(crate) fn of(&self, service: &str) -> u32 {
+        if let Some(ttl) = self.exact.get(service) {
+            return *ttl;
+        }
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| service.starts_with(prefix.as_str()))
+            .map_or(0, |(_, ttl)| *ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ttl_exact_then_longest_prefix_then_zero() {
+        let secs = Duration::from_secs;
+        let ttl = ServiceTtl::new(&BTreeMap::from([
+            ("*".to_owned(), secs(5)),
+            ("db*".to_owned(), secs(10)),
+            ("db-primary*".to_owned(), secs(20)),
+            ("db".to_owned(), secs(1)),
+        ]));
+        assert_eq!(ttl.of("web"), 5);
+        assert_eq!(ttl.of("db"), 1);
+        assert_eq!(ttl.of("dbx"), 10);
+        assert_eq!(ttl.of("db-primary-east"), 20);
+        let none = ServiceTtl::new(&BTreeMap::from([("api".to_owned(), secs(3))]));
+        assert_eq!(none.of("api"), 3);
+        assert_eq!(none.of("web"), 0);
     }
 }

@@ -1,5 +1,7 @@
-//! The hickory [`RequestHandler`]: one snapshot per query, answered by
+//! The hickory [`RequestHandler`]: one catalog view per query, answered by
 //! [`answer`](crate::answer), cut to size, written back.
+
+use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{Name, Record};
@@ -8,34 +10,40 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use std::sync::Arc;
-
 use crate::answer::{self, Outcome, Reply};
 use crate::config::{DnsConfig, Settings};
 use crate::recursor;
 use crate::remote::{self, OtherDatacenters};
 use crate::trim::{self, Transport};
-use crate::SnapshotSource;
+use crate::{Catalog, CatalogSource, SnapshotSource};
 
 /// Answers DNS queries from the catalog; hand it to a hickory
 /// [`Server`](hickory_server::Server) (or use [`serve`](crate::serve)).
 pub struct CatalogDns {
-    snapshots: SnapshotSource,
+    catalogs: CatalogSource,
     settings: Settings,
     other_datacenters: Option<Arc<dyn OtherDatacenters>>,
 }
 
 impl CatalogDns {
+    /// Answers from the state-store versions `snapshots` gives (a server).
     pub fn new(snapshots: SnapshotSource, config: DnsConfig) -> CatalogDns {
+        let catalogs: CatalogSource = Arc::new(move || -> Arc<dyn Catalog> { snapshots() });
+        CatalogDns::reading(catalogs, config)
+    }
+
+    /// Answers from whatever catalog `catalogs` gives: a client agent's
+    /// reads through a server, formatted with this agent's own `config`.
+    pub fn reading(catalogs: CatalogSource, config: DnsConfig) -> CatalogDns {
         CatalogDns {
-            snapshots,
+            catalogs,
             settings: Settings::new(&config),
             other_datacenters: None,
         }
     }
 
-    /// Answers names of other datacenters, and fails prepared queries
-    /// over, through `remote` (a server's WAN pool).
+    /// Answers names of other datacenters through `remote` (a server's
+    /// WAN pool, or a client's way to its server).
     pub fn with_other_datacenters(mut self, remote: Arc<dyn OtherDatacenters>) -> CatalogDns {
         self.other_datacenters = Some(remote);
         self
@@ -183,10 +191,8 @@ impl RequestHandler for CatalogDns {
             return send(request, handle, bare(request, ResponseCode::Refused, false)).await;
         };
         let qname = Name::from(query.name());
-        let outcome = {
-            let snapshot = (self.snapshots)();
-            answer::answer(&snapshot, &self.settings, &qname, query.query_type())
-        };
+        let catalog = (self.catalogs)();
+        let outcome = answer::answer(&*catalog, &self.settings, &qname, query.query_type()).await;
         match outcome {
             Outcome::Recurse => self.recurse(request, handle).await,
             Outcome::Reply(reply) => self.reply(request, handle, reply, query.original()).await,

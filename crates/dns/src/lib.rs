@@ -4,16 +4,19 @@
 //! RFC 2782 `_<service>._<tag|tcp>.service[.<dc>].<domain>`,
 //! `<hex-ip>.addr[.<dc>].<domain>`, `<query>.query[.<dc>].<domain>`,
 //! reverse (`in-addr.arpa`, `ip6.arpa`) lookups of catalog addresses, and
-//! SOA/NS for the domain. Every query reads one state-store
-//! [`Snapshot`](state::Snapshot) taken for it, so DNS never holds a lock a
-//! writer waits on. Names of another datacenter, and prepared queries that
-//! fail over, are answered with what [`OtherDatacenters`] fetches from
-//! there. Names outside the domain go to the configured recursors.
+//! SOA/NS for the domain. Names of another datacenter are answered with
+//! what [`OtherDatacenters`] fetches from there. Names outside the domain
+//! go to the configured recursors.
 //!
-//! The answering logic (the private `answer` module) is synchronous and does no
-//! IO; [`serve`] is the thin hickory shell around it.
+//! The catalog is read through [`Catalog`]: on a server every query reads
+//! one state-store [`Snapshot`](state::Snapshot) taken for it, so DNS never
+//! holds a lock a writer waits on; a client agent, which keeps no catalog,
+//! reads through a server and still formats every answer with its own
+//! settings, as a Consul client does. [`serve`] is the thin hickory shell
+//! around the answering logic.
 
 mod answer;
+mod catalog;
 mod config;
 mod handler;
 mod name;
@@ -29,12 +32,16 @@ use std::time::Duration;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
+pub use catalog::{run_prepared_query, AddressOwners, Catalog, CatalogError};
 pub use config::{DnsConfig, SoaConfig};
 pub use handler::CatalogDns;
 pub use remote::{OtherDatacenters, RemoteError};
 
 /// Where each query gets the catalog version it answers from.
 pub type SnapshotSource = Arc<dyn Fn() -> Arc<state::Snapshot> + Send + Sync>;
+
+/// Where each query gets the catalog it reads from.
+pub type CatalogSource = Arc<dyn Fn() -> Arc<dyn Catalog> + Send + Sync>;
 
 /// A [`SnapshotSource`] reading `store`.
 pub fn snapshots_of(store: Arc<state::Store>) -> SnapshotSource {
@@ -47,8 +54,8 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outgoing responses buffered per TCP connection.
 const TCP_RESPONSE_BUFFER: usize = 32;
 
-/// Serves DNS on `udp` and `tcp` with `handler` until `shutdown` resolves; then stops accepting and returns once the
-/// queries in flight are answered.
+/// Serves DNS on `udp` and `tcp` with `handler` until `shutdown` resolves;
+/// then stops accepting and returns once the queries in flight are answered.
 pub async fn serve(
     udp: UdpSocket,
     tcp: TcpListener,

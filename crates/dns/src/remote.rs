@@ -1,10 +1,11 @@
 //! Other datacenters, for the names that ask for one
-//! (`web.service.dc2.consul`) and for the prepared queries that fail over
-//! to them. A server reaches them through its WAN pool; the agent layer
-//! plugs that in as an [`OtherDatacenters`], and an agent without one
-//! answers every other datacenter's name as not found.
+//! (`web.service.dc2.consul`). A server reaches them through its WAN pool
+//! and a client agent through its server; the agent layer plugs either in
+//! as an [`OtherDatacenters`], and an agent without one answers every
+//! other datacenter's name as not found. (A prepared query's failover is
+//! the [`Catalog`](crate::Catalog)'s job: it runs where the query does.)
 
-use state::{CheckServiceNode, Execution, Node, PreparedQuery};
+use state::{CheckServiceNode, Execution, Node};
 
 use crate::answer::{Fetched, Wanted};
 
@@ -41,10 +42,6 @@ pub trait OtherDatacenters: Send + Sync + 'static {
         datacenter: &str,
         id_or_name: &str,
     ) -> Result<Option<Execution>, RemoteError>;
-
-    /// `query` found nothing healthy here (`run`): the answer of the
-    /// datacenters it fails over to, or `run` when none has one.
-    async fn fail_over(&self, query: &PreparedQuery, run: Execution) -> Execution;
 }
 
 fn fetched<T>(result: Result<T, RemoteError>, kind: impl FnOnce(T) -> Fetched) -> Fetched {
@@ -59,13 +56,10 @@ fn fetched<T>(result: Result<T, RemoteError>, kind: impl FnOnce(T) -> Fetched) -
 }
 
 /// Goes for what `wanted` names; without a way to other datacenters
-/// there is no path to any, and a query's failover finds nothing more.
+/// there is no path to any.
 pub(crate) async fn fetch(remote: Option<&dyn OtherDatacenters>, wanted: &Wanted) -> Fetched {
     let Some(remote) = remote else {
-        return match wanted {
-            Wanted::Failover { run, .. } => Fetched::Execution(Some((**run).clone())),
-            _ => Fetched::NoPath,
-        };
+        return Fetched::NoPath;
     };
     match wanted {
         Wanted::Service {
@@ -83,8 +77,5 @@ pub(crate) async fn fetch(remote: Option<&dyn OtherDatacenters>, wanted: &Wanted
             remote.execute_query(datacenter, name).await,
             Fetched::Execution,
         ),
-        Wanted::Failover { query, run } => {
-            Fetched::Execution(Some(remote.fail_over(query, (**run).clone()).await))
-        }
     }
 }

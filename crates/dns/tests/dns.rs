@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dns::{serve, snapshots_of, CatalogDns, DnsConfig, OtherDatacenters, RemoteError};
+use dns::{
+    run_prepared_query, serve, snapshots_of, AddressOwners, CatalogDns, CatalogError,
+    CatalogSource, DnsConfig, OtherDatacenters, RemoteError,
+};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -353,7 +356,7 @@ async fn service_lookups_answer_a_and_srv_with_additionals() {
         checks: &[],
     });
     let config = DnsConfig {
-        service_ttl: Duration::from_secs(5),
+        service_ttl: BTreeMap::from([("*".to_owned(), Duration::from_secs(5))]),
         ..DnsConfig::default()
     };
     let server = start(&catalog, config).await;
@@ -858,12 +861,21 @@ impl OtherDatacenters for Dc2 {
             .map_err(RemoteError::Failed)?;
         Ok(query.map(|q| snap.execute_prepared_query_for_elsewhere(&q, datacenter, 0)))
     }
+}
 
-    async fn fail_over(&self, query: &PreparedQuery, run: Execution) -> Execution {
+/// dc1's catalog as a server's: prepared queries that find nothing
+/// healthy here fail over to the datacenters they list, through `dc2`.
+struct FailingOver {
+    local: Arc<state::Snapshot>,
+    dc2: Arc<Dc2>,
+}
+
+impl FailingOver {
+    fn fail_over(&self, query: &PreparedQuery, run: Execution) -> Execution {
         let mut tried = 0;
         for datacenter in &query.service.failover.datacenters {
             tried += 1;
-            if let Ok(snap) = self.snapshot(datacenter) {
+            if let Ok(snap) = self.dc2.snapshot(datacenter) {
                 let remote = snap.execute_prepared_query_for_elsewhere(query, datacenter, 0);
                 if !remote.nodes.is_empty() {
                     return Execution {
@@ -877,6 +889,38 @@ impl OtherDatacenters for Dc2 {
             failovers: tried,
             ..run
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl dns::Catalog for FailingOver {
+    async fn node(&self, name: &str) -> Result<Option<Node>, CatalogError> {
+        dns::Catalog::node(&*self.local, name).await
+    }
+
+    async fn service_health(&self, service: &str) -> Result<Vec<CheckServiceNode>, CatalogError> {
+        dns::Catalog::service_health(&*self.local, service).await
+    }
+
+    async fn prepared_query(
+        &self,
+        name: &str,
+        agent_node: &str,
+        datacenter: &str,
+    ) -> Result<Option<Execution>, CatalogError> {
+        Ok(
+            run_prepared_query(&self.local, name, agent_node, datacenter).map(|(query, run)| {
+                if run.nodes.is_empty() {
+                    self.fail_over(&query, run)
+                } else {
+                    run
+                }
+            }),
+        )
+    }
+
+    async fn address_owners(&self, ip: std::net::IpAddr) -> Result<AddressOwners, CatalogError> {
+        dns::Catalog::address_owners(&*self.local, ip).await
     }
 }
 
@@ -935,8 +979,15 @@ async fn names_of_another_datacenter_are_answered_from_there() {
     let remote = Arc::new(Dc2 {
         store: Arc::clone(&dc2.store),
     });
-    let handler = CatalogDns::new(snapshots_of(Arc::clone(&dc1.store)), DnsConfig::default())
-        .with_other_datacenters(remote);
+    let (local, dc2_way) = (Arc::clone(&dc1.store), Arc::clone(&remote));
+    let catalogs: CatalogSource = Arc::new(move || -> Arc<dyn dns::Catalog> {
+        Arc::new(FailingOver {
+            local: local.snapshot(),
+            dc2: Arc::clone(&dc2_way),
+        })
+    });
+    let handler =
+        CatalogDns::reading(catalogs, DnsConfig::default()).with_other_datacenters(remote);
     let server = start_with(handler).await;
 
     // Healthy instances only, by the asking agent's rules, in every form.

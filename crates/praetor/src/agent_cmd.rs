@@ -175,7 +175,7 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
         let for_clients = crate::forwarded::ServerSide {
             api: http_api::forward::ServerApi::new(Arc::clone(&agent)),
-            dns: Arc::new(server_dns(&agent, &dns_config)),
+            dns: Arc::new(crate::server_dns::handler(&agent, &dns_config)),
             agent: Arc::clone(&agent),
         };
         tokio::spawn(consensus::serve_with_api(
@@ -212,23 +212,26 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         let stopping = Arc::clone(&agent);
         let stop = async move { stopping.stopping().await };
         let serving = match agent.router() {
-            // A client keeps no catalog: a server answers its queries.
+            // A client keeps no catalog: it reads through a server and
+            // answers with its own settings.
             Some(router) => {
-                let router = Arc::clone(router);
-                let forward: dns::relay::Forward = Arc::new(move |message, from, tcp| {
-                    let router = Arc::clone(&router);
-                    Box::pin(async move {
-                        let query = consensus::DnsQuery {
-                            message,
-                            from: from.to_string(),
-                            tcp,
-                        };
-                        router.dns(&query).await.ok().and_then(|r| r.message)
-                    })
-                });
-                tokio::spawn(dns::relay::serve_relay(udp, tcp, forward, stop))
+                let remote = Arc::new(crate::dns_reads::RemoteCatalog::new(
+                    Arc::clone(router),
+                    dns_config.allow_stale,
+                    dns_config.max_stale,
+                ));
+                let catalog: Arc<dyn dns::Catalog> = remote.clone();
+                let catalogs: dns::CatalogSource = Arc::new(move || Arc::clone(&catalog));
+                let handler = dns::CatalogDns::reading(catalogs, dns_config.clone())
+                    .with_other_datacenters(remote);
+                tokio::spawn(dns::serve(udp, tcp, handler, stop))
             }
-            None => tokio::spawn(dns::serve(udp, tcp, server_dns(&agent, &dns_config), stop)),
+            None => tokio::spawn(dns::serve(
+                udp,
+                tcp,
+                crate::server_dns::handler(&agent, &dns_config),
+                stop,
+            )),
         };
         servers_dns.push(serving);
     }
@@ -388,15 +391,6 @@ async fn stop_on_signal(agent: Arc<Agent>) {
     }
 }
 
-/// A server's DNS: its catalog, and other datacenters through its WAN
-/// pool (for their names and for prepared queries failing over).
-fn server_dns(agent: &Arc<Agent>, config: &dns::DnsConfig) -> dns::CatalogDns {
-    dns::CatalogDns::new(dns::snapshots_of(agent.shared_store()), config.clone())
-        .with_other_datacenters(Arc::new(crate::wan_dns::WanDns {
-            agent: Arc::clone(agent),
-        }))
-}
-
 /// The DNS interface's settings from the agent's configuration.
 fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
     let mut recursors = Vec::with_capacity(config.recursors.len());
@@ -416,6 +410,7 @@ fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
         alt_domain: config.alt_domain.clone(),
         datacenter: config.datacenter.clone(),
         node_ttl: d.node_ttl,
+        service_ttl: d.service_ttl.clone(),
         only_passing: d.only_passing,
         udp_answer_limit: usize::from(d.udp_answer_limit),
         a_record_limit: usize::from(d.a_record_limit),
@@ -425,7 +420,12 @@ fn dns_settings(config: &Config) -> anyhow::Result<dns::DnsConfig> {
         allow_stale: d.allow_stale,
         max_stale: d.max_stale,
         node_meta_txt: d.enable_additional_node_meta_txt,
+        soa: dns::SoaConfig {
+            refresh: d.soa.refresh,
+            retry: d.soa.retry,
+            expire: d.soa.expire,
+            min_ttl: d.soa.min_ttl,
+        },
         node_name: config.node_name.clone(),
-        ..dns::DnsConfig::default()
     })
 }

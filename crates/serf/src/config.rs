@@ -1,7 +1,10 @@
 //! Serf's tunables, with the Go library's defaults.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::member::Member;
 use crate::tags::Tags;
 
 /// Oldest Serf protocol we speak.
@@ -32,6 +35,11 @@ pub struct Config {
     pub reconnect_interval: Duration,
     /// Failed members are forgotten after this long.
     pub reconnect_timeout: Duration,
+    /// Picks a member's own timeout in place of `reconnect_timeout` (for a
+    /// failed member) or `tombstone_timeout` (for a left one), as Go Serf's
+    /// `ReconnectTimeoutOverride` does; Consul uses it to honour the
+    /// timeout a client advertises in its tags.
+    pub reconnect_timeout_override: Option<ReconnectTimeoutOverride>,
     pub queue_check_interval: Duration,
     pub queue_depth_warning: usize,
     pub max_queue_depth: usize,
@@ -49,6 +57,31 @@ pub struct Config {
     pub user_event_size_limit: usize,
 }
 
+/// A member's reap timeout given the pool's: a pure function of the
+/// member (its tags, usually), so reaping stays deterministic.
+#[derive(Clone)]
+pub struct ReconnectTimeoutOverride(Arc<MemberTimeout>);
+
+/// A member and the pool's timeout in, the member's timeout out.
+type MemberTimeout = dyn Fn(&Member, Duration) -> Duration + Send + Sync;
+
+impl ReconnectTimeoutOverride {
+    pub fn new(f: impl Fn(&Member, Duration) -> Duration + Send + Sync + 'static) -> Self {
+        ReconnectTimeoutOverride(Arc::new(f))
+    }
+
+    /// The timeout for `member` when the pool's is `timeout`.
+    pub fn timeout(&self, member: &Member, timeout: Duration) -> Duration {
+        (self.0)(member, timeout)
+    }
+}
+
+impl fmt::Debug for ReconnectTimeoutOverride {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReconnectTimeoutOverride(..)")
+    }
+}
+
 impl Config {
     /// Serf's defaults over the given gossip configuration.
     pub fn new(memberlist: gossip::Config) -> Config {
@@ -64,6 +97,7 @@ impl Config {
             recent_intent_timeout: Duration::from_secs(5 * 60),
             reconnect_interval: Duration::from_secs(30),
             reconnect_timeout: Duration::from_secs(24 * 3600),
+            reconnect_timeout_override: None,
             queue_check_interval: Duration::from_secs(30),
             queue_depth_warning: 128,
             max_queue_depth: 4096,

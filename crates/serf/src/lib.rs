@@ -21,7 +21,7 @@ pub mod tags;
 
 pub use clock::{LamportClock, LamportTime};
 pub use coalesce::Coalescer;
-pub use config::Config;
+pub use config::{Config, ReconnectTimeoutOverride};
 pub use event::{Event, IncomingQuery, MemberEventKind, QueryRecord};
 pub use internal::{KeyOp, KeySummary};
 pub use member::{Member, MemberStatus};

@@ -693,14 +693,18 @@ impl Serf {
     fn reap(&mut self, now: Instant) {
         let reconnect = self.st.config.reconnect_timeout;
         let tombstone = self.st.config.tombstone_timeout;
+        let overrider = self.st.config.reconnect_timeout_override.clone();
         let expired = |st: &SerfState, names: &[String], timeout: Duration| -> Vec<String> {
             names
                 .iter()
                 .filter(|n| {
-                    st.members
-                        .get(*n)
-                        .and_then(|m| m.leave_time)
-                        .is_some_and(|t| now.saturating_duration_since(t) > timeout)
+                    st.members.get(*n).is_some_and(|m| {
+                        let timeout = overrider
+                            .as_ref()
+                            .map_or(timeout, |o| o.timeout(&m.member, timeout));
+                        m.leave_time
+                            .is_some_and(|t| now.saturating_duration_since(t) > timeout)
+                    })
                 })
                 .cloned()
                 .collect()

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use gossip::swim::{frame_len, StreamError, Transmit};
 use serf::{
-    Config, Event, KeyOp, KeySummary, MemberEventKind, MemberStatus, QueryParams, QueryRecord, Serf,
+    Config, Event, KeyOp, KeySummary, MemberEventKind, MemberStatus, QueryParams, QueryRecord,
+    ReconnectTimeoutOverride, Serf,
 };
 
 struct Net {
@@ -299,6 +300,39 @@ fn failure_and_graceful_leave_are_told_apart() {
     net.run_for(Duration::from_secs(5));
     for i in 0..3 {
         assert_eq!(net.status(i, "n4"), Some(MemberStatus::Left), "node {i}");
+    }
+}
+
+#[test]
+fn a_member_reaped_after_the_timeout_its_tag_asks_for() {
+    // Every node reads a member's own timeout from its `rc` tag; n3 asks
+    // for 20 s, n4 for nothing, so the pool's hour applies to it.
+    let mut net = Net::new(5, |i, c| {
+        c.reconnect_timeout = Duration::from_secs(3600);
+        c.reap_interval = Duration::from_secs(5);
+        c.reconnect_timeout_override = Some(ReconnectTimeoutOverride::new(|m, timeout| {
+            m.tags
+                .get("rc")
+                .and_then(|s| s.parse().ok())
+                .map_or(timeout, Duration::from_secs)
+        }));
+        if i == 3 {
+            c.tags.insert("rc".into(), "20".into());
+        }
+    });
+    net.join_all();
+    net.down[3] = true;
+    net.down[4] = true;
+    net.run_for(Duration::from_secs(15));
+    for i in 0..3 {
+        assert_eq!(net.status(i, "n3"), Some(MemberStatus::Failed), "node {i}");
+    }
+    net.run_for(Duration::from_secs(40));
+    for i in 0..3 {
+        assert_eq!(net.status(i, "n3"), None, "n3 reaped on node {i}");
+        assert_eq!(net.status(i, "n4"), Some(MemberStatus::Failed), "node {i}");
+        assert!(net.events[i].iter().any(|e| matches!(e,
+            Event::Member { kind: MemberEventKind::Reap, members } if members[0].name == "n3")));
     }
 }
 

@@ -11,6 +11,7 @@ mod flags;
 mod known_keys;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ use schema::{Parsed, Refusal};
 /// Consul's default `limits.kv_max_value_size` and `limits.txn_max_req_len`
 /// (raft's suggested maximum entry size).
 pub const DEFAULT_MAX_REQUEST_SIZE: u64 = 512 * 1024;
+
+/// Consul's default `reconnect_timeout` and `reconnect_timeout_wan`: a
+/// failed member is forgotten after three days.
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
 
 /// The agent's configuration after every source is merged.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +70,13 @@ pub struct Config {
     /// After a graceful leave, rejoin the pool from the gossip snapshot
     /// at the next start.
     pub rejoin_after_leave: bool,
+    /// How long a failed member stays in the LAN pool (`reconnect_timeout`)
+    /// and the WAN pool (`reconnect_timeout_wan`) before it is reaped.
+    pub reconnect_timeout: Duration,
+    pub reconnect_timeout_wan: Duration,
+    /// A client's own reconnect timeout, advertised to the LAN pool so the
+    /// other members reap it sooner (`advertise_reconnect_timeout`).
+    pub advertise_reconnect_timeout: Option<Duration>,
     /// The gossip encryption key (base64 of 16, 24 or 32 bytes).
     pub encrypt: Option<String>,
     /// Autopilot removes servers that stay dead.
@@ -100,6 +112,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsSettings {
     pub node_ttl: Duration,
+    /// By service name; a key ending in `*` is a prefix (`*`: every one).
+    pub service_ttl: BTreeMap<String, Duration>,
     pub only_passing: bool,
     pub udp_answer_limit: u16,
     pub a_record_limit: u16,
@@ -108,6 +122,28 @@ pub struct DnsSettings {
     pub max_stale: Duration,
     pub recursor_timeout: Duration,
     pub enable_additional_node_meta_txt: bool,
+    pub soa: SoaSettings,
+}
+
+/// `dns_config.soa`: the SOA record's timers, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaSettings {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub min_ttl: u32,
+}
+
+impl Default for SoaSettings {
+    /// Consul's defaults.
+    fn default() -> Self {
+        SoaSettings {
+            refresh: 3600,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 0,
+        }
+    }
 }
 
 impl Default for DnsSettings {
@@ -115,6 +151,7 @@ impl Default for DnsSettings {
     fn default() -> Self {
         DnsSettings {
             node_ttl: Duration::ZERO,
+            service_ttl: BTreeMap::new(),
             only_passing: false,
             udp_answer_limit: 3,
             a_record_limit: 0,
@@ -123,6 +160,7 @@ impl Default for DnsSettings {
             max_stale: Duration::from_secs(87_600 * 3600),
             recursor_timeout: Duration::from_secs(2),
             enable_additional_node_meta_txt: true,
+            soa: SoaSettings::default(),
         }
     }
 }
@@ -244,6 +282,9 @@ impl Default for Config {
             retry_join_wan: Vec::new(),
             retry_interval_wan: Duration::from_secs(30),
             rejoin_after_leave: false,
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
+            reconnect_timeout_wan: DEFAULT_RECONNECT_TIMEOUT,
+            advertise_reconnect_timeout: None,
             encrypt: None,
             cleanup_dead_servers: true,
             raft_snapshot_threshold: 16384,
@@ -366,6 +407,12 @@ impl Config {
             ("retry_interval_wan", P::Duration(v)) => self.retry_interval_wan = v,
             ("start_join_wan", P::StrList(v)) => self.start_join_wan.extend(v),
             ("rejoin_after_leave", P::Bool(v)) => self.rejoin_after_leave = v,
+            ("reconnect_timeout", P::Duration(v)) => self.reconnect_timeout = v,
+            ("reconnect_timeout_wan", P::Duration(v)) => self.reconnect_timeout_wan = v,
+            // As in Consul, 0 means "not set".
+            ("advertise_reconnect_timeout", P::Duration(v)) => {
+                self.advertise_reconnect_timeout = Some(v).filter(|d| !d.is_zero())
+            }
             ("encrypt", P::Str(v)) => self.encrypt = Some(v).filter(|k| !k.is_empty()),
             ("start_join", P::StrList(v)) => self.start_join.extend(v),
             ("autopilot.cleanup_dead_servers", P::Bool(v)) => self.cleanup_dead_servers = v,
@@ -378,6 +425,12 @@ impl Config {
             ("service" | "services", P::Definitions(v)) => self.services.extend(v),
             ("check" | "checks", P::Definitions(v)) => self.checks.extend(v),
             ("dns_config.node_ttl", P::Duration(v)) => self.dns.node_ttl = v,
+            // Later files add to the map and override its keys, as Consul merges maps.
+            ("dns_config.service_ttl", P::DurationMap(v)) => self.dns.service_ttl.extend(v),
+            ("dns_config.soa.refresh", P::Int(v)) => self.dns.soa.refresh = seconds(v),
+            ("dns_config.soa.retry", P::Int(v)) => self.dns.soa.retry = seconds(v),
+            ("dns_config.soa.expire", P::Int(v)) => self.dns.soa.expire = seconds(v),
+            ("dns_config.soa.min_ttl", P::Int(v)) => self.dns.soa.min_ttl = seconds(v),
             ("dns_config.only_passing", P::Bool(v)) => self.dns.only_passing = v,
             ("dns_config.udp_answer_limit", P::Int(v)) => {
                 self.dns.udp_answer_limit = u16::try_from(v).unwrap_or(u16::MAX)
@@ -396,6 +449,11 @@ impl Config {
         }
         true
     }
+}
+
+/// An SOA timer the schema has already bounded to `u32`.
+fn seconds(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 /// A merged configuration and the warnings met on the way (keys accepted
@@ -606,6 +664,9 @@ fn finish(
     }
     if c.bootstrap && !c.server {
         return invalid("'bootstrap = true' requires server mode".into());
+    }
+    if (c.server || c.dev) && c.advertise_reconnect_timeout.is_some() {
+        return invalid("advertise_reconnect_timeout can only be used on a client".into());
     }
     if c.bootstrap && !c.dev {
         warnings.push("bootstrap = true: do not enable unless necessary".into());

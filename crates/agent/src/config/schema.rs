@@ -2,6 +2,7 @@
 //! one walker that checks a parsed configuration tree against them.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -31,6 +32,13 @@ pub(crate) enum Kind {
     Addrs,
     /// A Go-style duration string such as "10s".
     Duration,
+    /// A duration no shorter than `min`; `rule` is Consul's text for it.
+    DurationAtLeast {
+        min: Duration,
+        rule: &'static str,
+    },
+    /// An object of durations by name (`dns_config.service_ttl`).
+    DurationMap,
     LogLevel,
     /// A string or a list of strings.
     StrList,
@@ -54,6 +62,13 @@ impl Kind {
             Kind::Ip => "an IP address",
             Kind::Addrs => "an IP address or a space-separated list of IP addresses",
             Kind::Duration => "a duration such as \"10s\" or \"1m30s\"",
+            Kind::DurationAtLeast { min, rule } => {
+                return Cow::Owned(format!(
+                    "a duration of at least {} ({rule})",
+                    humantime::format_duration(min)
+                ))
+            }
+            Kind::DurationMap => "an object of durations such as {\"*\": \"10s\"}",
             Kind::LogLevel => "a log level (trace, debug, info, warn, err)",
             Kind::StrList => "a string or a list of strings",
             Kind::Definitions => "an object or a list of objects",
@@ -73,10 +88,22 @@ pub(crate) enum Parsed {
     Ip(IpAddr),
     Addrs(Vec<IpAddr>),
     Duration(Duration),
+    DurationMap(BTreeMap<String, Duration>),
     LogLevel(LogLevel),
     StrList(Vec<String>),
     Definitions(Vec<Value>),
 }
+
+/// Consul's floor for `reconnect_timeout` and `reconnect_timeout_wan`: a
+/// shorter one could reap servers from the pool during an ordinary outage.
+/// (`advertise_reconnect_timeout`, a client's own, has no floor.)
+const MIN_RECONNECT_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+
+/// The SOA timers: seconds, as unsigned 32-bit numbers in the record.
+const SOA_SECONDS: Kind = Kind::Int {
+    min: 0,
+    max: u32::MAX as i64,
+};
 
 /// The implemented keys, sorted. Objects on the way (`ports`) are implied by
 /// the dotted names.
@@ -86,6 +113,7 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("addresses.http", Kind::Addrs),
     ("addresses.https", Kind::Addrs),
     ("advertise_addr", Kind::Ip),
+    ("advertise_reconnect_timeout", Kind::Duration),
     ("alt_domain", Kind::Str),
     ("autopilot.cleanup_dead_servers", Kind::Bool),
     ("bind_addr", Kind::Ip),
@@ -114,6 +142,11 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
     ("dns_config.node_ttl", Kind::Duration),
     ("dns_config.only_passing", Kind::Bool),
     ("dns_config.recursor_timeout", Kind::Duration),
+    ("dns_config.service_ttl", Kind::DurationMap),
+    ("dns_config.soa.expire", SOA_SECONDS),
+    ("dns_config.soa.min_ttl", SOA_SECONDS),
+    ("dns_config.soa.refresh", SOA_SECONDS),
+    ("dns_config.soa.retry", SOA_SECONDS),
     (
         "dns_config.udp_answer_limit",
         Kind::Int { min: 0, max: 65535 },
@@ -152,6 +185,20 @@ pub(crate) const SCHEMA: &[(&str, Kind)] = &[
         Kind::Int {
             min: 0,
             max: i64::MAX,
+        },
+    ),
+    (
+        "reconnect_timeout",
+        Kind::DurationAtLeast {
+            min: MIN_RECONNECT_TIMEOUT,
+            rule: "ReconnectTimeoutLan must be >= 8h0m0s",
+        },
+    ),
+    (
+        "reconnect_timeout_wan",
+        Kind::DurationAtLeast {
+            min: MIN_RECONNECT_TIMEOUT,
+            rule: "ReconnectTimeoutWan must be >= 8h0m0s",
         },
     ),
     ("recursors", Kind::StrList),
@@ -282,6 +329,20 @@ fn parse(kind: Kind, value: &Value) -> Option<Parsed> {
         Kind::Ip => Parsed::Ip(value.as_str()?.trim().parse().ok()?),
         Kind::Addrs => Parsed::Addrs(parse_addrs(value)?),
         Kind::Duration => Parsed::Duration(humantime::parse_duration(value.as_str()?).ok()?),
+        Kind::DurationAtLeast { min, .. } => {
+            let duration = humantime::parse_duration(value.as_str()?).ok()?;
+            (duration >= min).then_some(Parsed::Duration(duration))?
+        }
+        Kind::DurationMap => Parsed::DurationMap(
+            value
+                .as_object()?
+                .iter()
+                .map(|(name, ttl)| {
+                    let ttl = humantime::parse_duration(ttl.as_str()?).ok()?;
+                    Some((name.clone(), ttl))
+                })
+                .collect::<Option<_>>()?,
+        ),
         Kind::LogLevel => Parsed::LogLevel(value.as_str()?.parse().ok()?),
         Kind::StrList => Parsed::StrList(match value {
             Value::String(s) => vec![s.clone()],

@@ -457,6 +457,8 @@ fn every_schema_key_reaches_a_field() {
             schema::Kind::Size | schema::Kind::Port | schema::Kind::PortOrOff => vec![json!(7)],
             schema::Kind::Ip | schema::Kind::Addrs => vec![json!("10.1.2.3")],
             schema::Kind::Duration => vec![json!("3s"), json!("0s")],
+            schema::Kind::DurationAtLeast { .. } => vec![json!("9h")],
+            schema::Kind::DurationMap => vec![json!({"*": "5s"})],
             schema::Kind::LogLevel => vec![json!("err")],
             schema::Kind::StrList => vec![json!(["1.1.1.1"])],
             schema::Kind::Definitions => vec![json!({"name": "web"})],
@@ -499,4 +501,110 @@ fn wan_joins_come_from_flags_and_files() {
     assert_eq!(c.retry_join_wan, ["10.0.0.9", "10.0.0.6:8302"]);
     assert_eq!(c.retry_interval_wan, Duration::from_secs(5));
     assert_eq!(c.retry_interval, Duration::from_secs(30));
+}
+
+#[test]
+fn reconnect_timeouts_follow_consul() {
+    let dir = TempDir::new().unwrap();
+    let loaded = load(&flags(&dir)).unwrap().config;
+    let three_days = Duration::from_secs(72 * 3600);
+    assert_eq!(
+        (loaded.reconnect_timeout, loaded.reconnect_timeout_wan),
+        (three_days, three_days)
+    );
+    assert_eq!(loaded.advertise_reconnect_timeout, None);
+
+    let f = write(
+        &dir,
+        "r.hcl",
+        "reconnect_timeout = \"8h\"\nreconnect_timeout_wan = \"100h\"\nadvertise_reconnect_timeout = \"5s\"\n",
+    );
+    let c = load_files(&dir, &[&f]).unwrap().config;
+    assert_eq!(c.reconnect_timeout, Duration::from_secs(8 * 3600));
+    assert_eq!(c.reconnect_timeout_wan, Duration::from_secs(100 * 3600));
+    // A client may advertise less than the eight-hour floor.
+    assert_eq!(c.advertise_reconnect_timeout, Some(Duration::from_secs(5)));
+
+    for (key, name) in [
+        ("reconnect_timeout", "ReconnectTimeoutLan"),
+        ("reconnect_timeout_wan", "ReconnectTimeoutWan"),
+    ] {
+        let f = write(&dir, "short.json", &format!(r#"{{"{key}": "4h"}}"#));
+        assert_eq!(
+            load_files(&dir, &[&f]).unwrap_err().to_string(),
+            format!(
+                "{}: key \"{key}\": expected a duration of at least 8h ({name} must be >= 8h0m0s), found \"4h\"",
+                f.display()
+            )
+        );
+    }
+
+    // Only a client advertises its own timeout; 0 means unset.
+    let f = write(
+        &dir,
+        "s.json",
+        r#"{"server": true, "advertise_reconnect_timeout": "1m"}"#,
+    );
+    assert_eq!(
+        load_files(&dir, &[&f]).unwrap_err().to_string(),
+        "advertise_reconnect_timeout can only be used on a client"
+    );
+    let f = write(
+        &dir,
+        "z.json",
+        r#"{"server": true, "advertise_reconnect_timeout": "0s"}"#,
+    );
+    assert_eq!(
+        load_files(&dir, &[&f])
+            .unwrap()
+            .config
+            .advertise_reconnect_timeout,
+        None
+    );
+}
+
+#[test]
+fn dns_service_ttl_and_soa_are_read_and_maps_merge() {
+    let dir = TempDir::new().unwrap();
+    let a = write(
+        &dir,
+        "a.json",
+        r#"{"dns_config": {"service_ttl": {"*": "5s", "db": "1m"}, "soa": {"refresh": 60, "min_ttl": 7}}}"#,
+    );
+    let b = write(
+        &dir,
+        "b.hcl",
+        "dns_config {\n  service_ttl = { \"db\" = \"2m\", \"web*\" = \"3s\" }\n}\n",
+    );
+    let dns = load_files(&dir, &[&a, &b]).unwrap().config.dns;
+    let secs = Duration::from_secs;
+    assert_eq!(
+        dns.service_ttl,
+        BTreeMap::from([
+            ("*".to_owned(), secs(5)),
+            ("db".to_owned(), secs(120)),
+            ("web*".to_owned(), secs(3)),
+        ])
+    );
+    assert_eq!(
+        dns.soa,
+        SoaSettings {
+            refresh: 60,
+            retry: 600,
+            expire: 86400,
+            min_ttl: 7,
+        }
+    );
+    let bad = write(
+        &dir,
+        "c.json",
+        r#"{"dns_config": {"service_ttl": {"web": 5}}}"#,
+    );
+    let err = load_files(&dir, &[&bad]).unwrap_err().to_string();
+    assert!(
+        err.ends_with(
+            "key \"dns_config.service_ttl\": expected an object of durations such as {\"*\": \"10s\"}, found an object"
+        ),
+        "{err}"
+    );
 }

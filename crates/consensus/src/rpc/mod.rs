@@ -17,12 +17,15 @@
 //! | `/rpc/node-state` | node name | [`wire::NodeStateReply`] |
 //! | `/rpc/dns` | [`wire::DnsQuery`] | [`wire::DnsReply`] |
 //! | `/rpc/dc-read` | [`wire::DcRead`] | [`wire::DcReadReply`] |
+//! | `/rpc/dns-read` | [`wire::DnsRead`] | [`wire::DnsRows`] |
 //!
 //! `/rpc/write` is one server's write to the leader; `/rpc/client-write`
 //! is a client agent's write to any server, which finds the leader itself.
-//! `/rpc/api` and `/rpc/dns` carry a client agent's HTTP API calls and DNS
-//! queries to a server's [`server::ForwardedCalls`]; `/rpc/dc-read` is a
-//! server of another datacenter reading this one's catalog.
+//! `/rpc/api` carries a client agent's HTTP API calls and `/rpc/dns-read`
+//! the catalog reads of its DNS interface to a server's
+//! [`server::ForwardedCalls`]; `/rpc/dns` answers whole DNS queries relayed
+//! by clients of earlier versions; `/rpc/dc-read` is a server of another
+//! datacenter reading this one's catalog.
 //!
 //! A snapshot install's body is a 4-byte big-endian length, that many
 //! bytes of [`wire::SnapshotHead`], then the state store's snapshot bytes;
@@ -64,6 +67,7 @@ pub mod paths {
     pub const NODE_STATE: &str = "/rpc/node-state";
     pub const DNS: &str = "/rpc/dns";
     pub const DC_READ: &str = "/rpc/dc-read";
+    pub const DNS_READ: &str = "/rpc/dns-read";
 }
 
 fn snapshot_body(head: &SnapshotHead, state: &[u8]) -> Result<Bytes, WireError> {

@@ -14,20 +14,24 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::wire::{ApiReply, ApiRequest, DcRead, DcReadReply, DnsQuery, DnsReply};
+use super::wire::{
+    ApiReply, ApiRequest, DcRead, DcReadReply, DnsQuery, DnsRead, DnsReply, DnsRows,
+};
 use super::{paths, split_snapshot_body, CONTENT_TYPE, MAX_BODY, MAX_SNAPSHOT};
 use crate::cluster::Cluster;
 
 type Answer = Response<Full<Bytes>>;
 
-/// Answers what client agents forward: HTTP API calls (`/rpc/api`) and
-/// DNS queries (`/rpc/dns`); and what servers of other datacenters read
+/// Answers what client agents forward: HTTP API calls (`/rpc/api`), the
+/// catalog reads of their DNS interface (`/rpc/dns-read`) and whole DNS
+/// queries (`/rpc/dns`); and what servers of other datacenters read
 /// (`/rpc/dc-read`). The agent layer above plugs its API, its DNS server
 /// and its catalog in here.
 pub trait ForwardedCalls: Send + Sync + 'static {
     fn api(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>>;
     fn dns(&self, query: DnsQuery) -> Pin<Box<dyn Future<Output = DnsReply> + Send>>;
     fn dc_read(&self, read: DcRead) -> Pin<Box<dyn Future<Output = DcReadReply> + Send>>;
+    fn dns_read(&self, read: DnsRead) -> Pin<Box<dyn Future<Output = DnsRows> + Send>>;
 }
 
 /// Serves the server port on `listener` until `stop` resolves, without
@@ -135,6 +139,10 @@ async fn route(
                 StatusCode::NOT_FOUND,
                 "this server answers no datacenter reads",
             ),
+        },
+        paths::DNS_READ => match api {
+            Some(api) => answer(&body, |m| async move { Ok(api.dns_read(m).await) }).await,
+            None => text(StatusCode::NOT_FOUND, "this server answers no DNS reads"),
         },
         paths::SNAPSHOT => match split_snapshot_body(&body) {
             Ok((head, state)) => match cluster.on_snapshot(head, state.to_vec()).await {

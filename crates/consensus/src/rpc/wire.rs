@@ -333,6 +333,58 @@ pub enum DcReadReply {
     Failed(String),
 }
 
+/// One catalog read for a client agent's DNS interface, which formats the
+/// answer itself with its own settings (Consul's client DNS makes the same
+/// reads over RPC).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DnsRead {
+    pub lookup: DnsLookup,
+    /// `dns_config.allow_stale`: whether the server may answer from its own
+    /// state rather than the leader's.
+    pub allow_stale: bool,
+    /// `dns_config.max_stale`: how far behind the leader a stale read may be.
+    pub max_stale: std::time::Duration,
+}
+
+/// What a [`DnsRead`] reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DnsLookup {
+    /// A node by name.
+    Node(String),
+    /// Every instance of a service with its node and checks.
+    ServiceHealth(String),
+    /// A prepared query run for the asking agent.
+    PreparedQuery {
+        name: String,
+        agent_node: String,
+        datacenter: String,
+    },
+    /// The nodes, else the services, registered with an address.
+    AddressOwners(std::net::IpAddr),
+    /// A read of another datacenter, made by the server through its WAN
+    /// pool (a client has none).
+    OtherDatacenter { datacenter: String, read: DcRead },
+}
+
+/// The server's answer to a [`DnsRead`], one variant per [`DnsLookup`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DnsRows {
+    Node(Option<state::Node>),
+    Instances(Vec<state::CheckServiceNode>),
+    /// What the query found, failed over if need be; `None`: no query.
+    PreparedQuery(Option<Box<Execution>>),
+    AddressOwners {
+        nodes: Vec<String>,
+        services: Vec<String>,
+    },
+    /// What the other datacenter answered to [`DnsLookup::OtherDatacenter`].
+    OtherDatacenter(DcReadReply),
+    /// No server of the datacenter asked for is known.
+    NoPath,
+    /// The read could not be done (no leader for a read that needs one).
+    Failed(String),
+}
+
 /// What the catalog holds for one node, for a client agent's
 /// anti-entropy to compare with its own services and checks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
