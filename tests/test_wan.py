@@ -6,8 +6,8 @@ WAN members `<node>.<dc>`, every agent lists both datacenters (its own
 first), and a call naming `?dc=dc2` made on the dc1 client travels client ->
 s1 -> a dc2 server and is answered by dc2's state. DNS names of dc2
 (`.service.dc2.consul`, `.node.dc2.consul`, `.query.dc2.consul`) are
-answered from dc2's catalog through s1 and through the client (whose DNS a
-server answers); prepared queries with nothing healthy in dc1 fail over to
+answered from dc2's catalog through s1 and through the client (which reads
+them through its server); prepared queries with nothing healthy in dc1 fail over to
 dc2 (`NearestN`, `Datacenters`, `Targets`), over HTTP and DNS; an event
 fired with `?dc=dc2` is gossiped in dc2 only. A server that leaves shows as
 left in the others' WAN pools, and dc2 stays reachable through the server

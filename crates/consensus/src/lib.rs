@@ -44,8 +44,8 @@ pub use rpc::paths;
 pub use rpc::server::{serve, serve_with_api, ForwardedCalls};
 pub use rpc::wire::{
     ApiReply, ApiRequest, ByteText, ConfigServer, ConfigurationView, DcRead, DcReadReply,
-    DnsLookup, DnsQuery, DnsRead, DnsReply, DnsRows, MembershipRequest, NodeStateReply, ReadMode,
-    ServerInfo, WriteReply, WriteRequest,
+    DnsLookup, DnsRead, DnsRows, MembershipRequest, NodeStateReply, ReadMode, ServerInfo,
+    WriteReply, WriteRequest,
 };
 pub use rpc::{CallError, RpcClient};
 pub use types::ServerNode;

@@ -21,7 +21,6 @@ mod config;
 mod handler;
 mod name;
 mod recursor;
-pub mod relay;
 mod remote;
 mod trim;
 

@@ -175,7 +175,6 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
         }
         let for_clients = crate::forwarded::ServerSide {
             api: http_api::forward::ServerApi::new(Arc::clone(&agent)),
-            dns: Arc::new(crate::server_dns::handler(&agent, &dns_config)),
             agent: Arc::clone(&agent),
         };
         tokio::spawn(consensus::serve_with_api(

@@ -15,7 +15,6 @@
 //! | `/rpc/client-write` | [`wire::WriteRequest`] | [`wire::WriteReply`] |
 //! | `/rpc/api` | [`wire::ApiRequest`] | [`wire::ApiReply`] |
 //! | `/rpc/node-state` | node name | [`wire::NodeStateReply`] |
-//! | `/rpc/dns` | [`wire::DnsQuery`] | [`wire::DnsReply`] |
 //! | `/rpc/dc-read` | [`wire::DcRead`] | [`wire::DcReadReply`] |
 //! | `/rpc/dns-read` | [`wire::DnsRead`] | [`wire::DnsRows`] |
 //!
@@ -23,8 +22,7 @@
 //! is a client agent's write to any server, which finds the leader itself.
 //! `/rpc/api` carries a client agent's HTTP API calls and `/rpc/dns-read`
 //! the catalog reads of its DNS interface to a server's
-//! [`server::ForwardedCalls`]; `/rpc/dns` answers whole DNS queries relayed
-//! by clients of earlier versions; `/rpc/dc-read` is a server of another
+//! [`server::ForwardedCalls`]; `/rpc/dc-read` is a server of another
 //! datacenter reading this one's catalog.
 //!
 //! A snapshot install's body is a 4-byte big-endian length, that many
@@ -65,7 +63,6 @@ pub mod paths {
     pub const CLIENT_WRITE: &str = "/rpc/client-write";
     pub const API: &str = "/rpc/api";
     pub const NODE_STATE: &str = "/rpc/node-state";
-    pub const DNS: &str = "/rpc/dns";
     pub const DC_READ: &str = "/rpc/dc-read";
     pub const DNS_READ: &str = "/rpc/dns-read";
 }

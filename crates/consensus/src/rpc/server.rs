@@ -14,22 +14,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::wire::{
-    ApiReply, ApiRequest, DcRead, DcReadReply, DnsQuery, DnsRead, DnsReply, DnsRows,
-};
+use super::wire::{ApiReply, ApiRequest, DcRead, DcReadReply, DnsRead, DnsRows};
 use super::{paths, split_snapshot_body, CONTENT_TYPE, MAX_BODY, MAX_SNAPSHOT};
 use crate::cluster::Cluster;
 
 type Answer = Response<Full<Bytes>>;
 
 /// Answers what client agents forward: HTTP API calls (`/rpc/api`), the
-/// catalog reads of their DNS interface (`/rpc/dns-read`) and whole DNS
-/// queries (`/rpc/dns`); and what servers of other datacenters read
-/// (`/rpc/dc-read`). The agent layer above plugs its API, its DNS server
-/// and its catalog in here.
+/// catalog reads of their DNS interface (`/rpc/dns-read`); and what
+/// servers of other datacenters read (`/rpc/dc-read`). The agent layer
+/// above plugs its API and its catalog in here.
 pub trait ForwardedCalls: Send + Sync + 'static {
     fn api(&self, request: ApiRequest) -> Pin<Box<dyn Future<Output = ApiReply> + Send>>;
-    fn dns(&self, query: DnsQuery) -> Pin<Box<dyn Future<Output = DnsReply> + Send>>;
     fn dc_read(&self, read: DcRead) -> Pin<Box<dyn Future<Output = DcReadReply> + Send>>;
     fn dns_read(&self, read: DnsRead) -> Pin<Box<dyn Future<Output = DnsRows> + Send>>;
 }
@@ -128,10 +124,6 @@ async fn route(
         paths::API => match api {
             Some(api) => answer(&body, |m| async move { Ok(api.api(m).await) }).await,
             None => text(StatusCode::NOT_FOUND, "this server answers no API calls"),
-        },
-        paths::DNS => match api {
-            Some(api) => answer(&body, |m| async move { Ok(api.dns(m).await) }).await,
-            None => text(StatusCode::NOT_FOUND, "this server answers no DNS queries"),
         },
         paths::DC_READ => match api {
             Some(api) => answer(&body, |m| async move { Ok(api.dc_read(m).await) }).await,

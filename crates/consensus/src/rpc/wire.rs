@@ -280,25 +280,6 @@ pub struct ApiReply {
     pub body: Vec<u8>,
 }
 
-/// A DNS query a client agent received, for a server to answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsQuery {
-    #[serde(with = "serde_bytes")]
-    pub message: Vec<u8>,
-    /// Who asked the client.
-    pub from: String,
-    /// Whether it came over TCP (no truncation) rather than UDP.
-    pub tcp: bool,
-}
-
-/// The server's answer: the response message, or `None` for bytes that
-/// were no DNS query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsReply {
-    #[serde(with = "serde_bytes")]
-    pub message: Option<Vec<u8>>,
-}
-
 /// A read one server asks of a server of another datacenter: the RPCs
 /// Consul sends across the WAN for DNS names of that datacenter and for
 /// prepared queries failing over to it. The server asked answers from its
