@@ -19,7 +19,7 @@ from typing import Optional
 
 import requests
 
-from praetor_harness import Agent, free_ports, wait_until
+from praetor_harness import Agent, close_agents, free_ports, wait_until
 
 FORM_DEADLINE = 30.0
 
@@ -34,13 +34,33 @@ def _port_free(ip: str, port: int) -> bool:
             return False
 
 
-class Server(Agent):
+class AddressedAgent(Agent):
+    """A (non-dev) agent bound to one address of its own with the given
+    ports, read from a config file with `config`, and a data dir of its
+    own: how a server, or a client on a host of its own, runs."""
+
+    def __init__(self, binary: Path, workdir: Path, *, ip: str, node: str, ports: dict,
+                 config: dict, config_name: str, extra_args: list[str]):
+        workdir.mkdir(parents=True, exist_ok=True)
+        conf = workdir / config_name
+        conf.write_text(json.dumps({"ports": ports, **config}))
+        data = workdir / "data"
+        data.mkdir(exist_ok=True)
+        super().__init__(
+            binary, workdir, node=node, http_port=ports["http"], http_flag=False,
+            isolate_ports=False, dev=False, name=node, config_files=[conf],
+            extra_args=[*extra_args, f"-data-dir={data}", f"-bind={ip}", f"-client={ip}"])
+        self.ip = ip
+        self.url = f"http://{ip}:{ports['http']}"
+        self.data_dir = data
+
+
+class Server(AddressedAgent):
     """One `praetor agent -server` on its own loopback address."""
 
     def __init__(self, binary: Path, workdir: Path, *, ip: str, node: str, ports: dict,
                  expect: int, join: str, extra_config: Optional[dict] = None):
         config = {
-            "ports": ports,
             "performance": {"raft_multiplier": 1},
             # Servers start together: one that tries to join before the
             # first has bound its gossip port retries within a second, not
@@ -53,20 +73,11 @@ class Server(Agent):
                     config[key].update(value)
                 else:
                     config[key] = value
-        workdir.mkdir(parents=True, exist_ok=True)
-        conf = workdir / "server.json"
-        conf.write_text(json.dumps(config))
-        data = workdir / "data"
-        data.mkdir(exist_ok=True)
         super().__init__(
-            binary, workdir, node=node, http_port=ports["http"], http_flag=False,
-            isolate_ports=False, dev=False, name=node, config_files=[conf],
-            extra_args=["-server", f"-bootstrap-expect={expect}", f"-data-dir={data}",
-                        f"-bind={ip}", f"-client={ip}", f"-retry-join={join}"])
-        self.ip = ip
-        self.url = f"http://{ip}:{ports['http']}"
+            binary, workdir, ip=ip, node=node, ports=ports, config=config,
+            config_name="server.json",
+            extra_args=["-server", f"-bootstrap-expect={expect}", f"-retry-join={join}"])
         self.rpc_addr = f"{ip}:{ports['server']}"
-        self.data_dir = data
 
     def restart(self) -> "Server":
         """Starts the process again on the same data (after a stop or kill)."""
@@ -149,18 +160,9 @@ class Cluster:
         return [s for s in self.running() if s is not leader]
 
     def close(self) -> None:
-        errors = []
-        for s in self.servers:
-            try:
-                if s.alive():
-                    s.send_signal(signal.SIGCONT)
-                s.close()
-            except AssertionError as exc:
-                errors.append(str(exc))
-            finally:
-                s.kill()
-        if errors:
-            raise AssertionError("\n\n".join(errors))
+        for s in self.running():
+            s.send_signal(signal.SIGCONT)  # a paused server could not stop
+        close_agents(self.servers)
 
 
 def kv_value(server: Server, key: str, **params) -> Optional[bytes]:

@@ -310,6 +310,21 @@ class Agent:
         return body[0]
 
 
+def close_agents(agents: Iterable[Agent]) -> None:
+    """Closes every agent (killing any whose close fails) and then raises
+    one AssertionError naming every failure."""
+    errors = []
+    for agent in agents:
+        try:
+            agent.close()
+        except AssertionError as exc:
+            errors.append(str(exc))
+        finally:
+            agent.kill()
+    if errors:
+        raise AssertionError("\n\n".join(errors))
+
+
 def run_cli(binary: Path, args: Iterable[str], *, env: Optional[dict] = None,
             input: Optional[bytes | str] = None, timeout: float = CLI_TIMEOUT,
             cwd: Optional[os.PathLike] = None) -> subprocess.CompletedProcess:

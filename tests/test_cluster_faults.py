@@ -7,9 +7,11 @@
 - Partitions in network namespaces (tests/netns_harness.py): an isolated
   leader cannot commit while the majority moves on; the isolated server
   catches up after the heal (from a snapshot); lincheck across partition-
-  and-heal cycles; optionally tc netem delay and loss (skipped when the
-  kernel has no sch_netem). They need root and `ip netns` (iproute2): they
-  skip without them, and fail instead under CI=true.
+  and-heal cycles; lincheck over delay and loss (tc netem, or the
+  harness's userspace delay link where the kernel has no sch_netem), and a
+  known failure (xfail) to commit with servers 110 ms apart. They need root
+  and `ip netns` (iproute2): they skip without them, and fail instead under
+  CI=true.
 
 Knobs: PRAETOR_FAULT_ROUNDS (default 50), PRAETOR_FAULT_SEED, LINCHECK_BIN
 (default target/debug/lincheck).
@@ -36,10 +38,9 @@ import pytest
 import requests
 
 from cluster_harness import Cluster, Server, kv_value, put_ok
-from netns_harness import Netns, NetnsCluster, netns_unavailable
+from conftest import skip_unless_ci
+from netns_harness import NetnsCluster
 from praetor_harness import REPO, wait_until
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 # ----------------------------------------------------------------- helpers
@@ -481,20 +482,9 @@ def test_linearizable_while_servers_crash_restart_and_pause(cluster, tmp_path):
 
 # ------------------------------------- 3. partitions in network namespaces
 @pytest.fixture
-def net():
+def net(netns_factory):
     """Namespaces, veths and bridge for one test (tests/netns_harness.py)."""
-    why = netns_unavailable()
-    if why:
-        if IN_CI:
-            pytest.fail(f"{why} (CI=true: the partition tests must run)", pytrace=False)
-        pytest.skip(why)
-    n = Netns()
-    try:
-        yield n
-    finally:
-        n.close()
-        left = n.leftovers()
-        assert not left, f"netns teardown left {left}"
+    return netns_factory()
 
 
 def _netns_cluster(praetor_bin, tmp_path, net, extra_config=None):
@@ -687,16 +677,24 @@ def test_linearizable_across_partition_and_heal(ncluster, net, tmp_path):
         f"the faults outlasted the load ({steps}); lengthen --duration")
 
 
+def shape_every_server(net, cluster: Cluster, spec: str) -> None:
+    why = net.netem_unavailable()
+    if why:
+        # Neither the kernel's sch_netem nor a TUN device for the userspace
+        # delay link (tests/delay_link.py).
+        skip_unless_ci(why)
+    for i in range(len(cluster.servers)):
+        net.netem(i, spec)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_commits_and_stays_linearizable_over_a_slow_lossy_network(ncluster, net, tmp_path):
-    why = net.netem_unavailable()
-    if why:
-        # Optional (the kernel's sch_netem); partitions above need only routes.
-        pytest.skip(why)
     c = ncluster
-    for i in range(len(c.servers)):
-        net.netem(i, "delay 50ms loss 10%")
+    # 25 ms on every server's egress: 50 ms between servers, the average
+    # round trip Consul's server requirements allow (the 99th percentile
+    # may reach 100 ms; see the next test for what happens there).
+    shape_every_server(net, c, "delay 25ms loss 10%")
     p = f"netem-{uid()}"
     for k in range(10):
         wait_until(lambda: put_ok(c.servers[k % 3], f"{p}/k{k}", str(k), timeout=10), 60,
@@ -712,3 +710,19 @@ def test_commits_and_stays_linearizable_over_a_slow_lossy_network(ncluster, net,
     for i in range(len(c.servers)):
         net.clear_netem(i)
     c.wait_converged()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+@pytest.mark.xfail(strict=True, reason=(
+    "every AppendEntries times out after openraft's heartbeat_interval (100 ms at "
+    "raft_multiplier 1): praetor's transport takes it as the RPC timeout and openraft's "
+    "heartbeat worker enforces it, so with servers 110 ms apart no append is ever "
+    "acknowledged and nothing commits; hashicorp/raft waits up to its 10 s transport "
+    "timeout, so Consul commits there, slowly"))
+def test_writes_commit_with_servers_110_ms_apart(ncluster, net):
+    c = ncluster
+    shape_every_server(net, c, "delay 55ms")
+    key = f"far-{uid()}"
+    wait_until(lambda: put_ok(c.servers[0], key, "1", timeout=4), 8, interval=0.1,
+               what="a write with 110 ms between servers")

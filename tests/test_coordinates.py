@@ -2,16 +2,23 @@
 /v1/coordinate endpoints read and update them in Consul's shapes, `?near`
 sorts catalog and health answers by estimated round trip, and `praetor rtt`
 prints Consul's estimate. Hand-made coordinates on catalog-registered nodes
-make the orderings deterministic."""
+make the orderings deterministic; at the end, servers and client agents in
+network namespaces with injected latencies (tests/netns_harness.py) show
+that the coordinates they compute from their own probes order `?near`
+answers by those latencies."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
+import time
 
 import pytest
 
+from conftest import skip_unless_ci
+from netns_harness import NetnsCluster
 from praetor_harness import wait_until
 
 DEADLINE = 30.0
@@ -252,3 +259,113 @@ def test_every_server_of_a_pool_reports_its_coordinate(agents):
                    what=f"{s.name} to list a coordinate for every server")
     entries = pool[0].get("/v1/coordinate/nodes").json()
     assert all(len(e["Coord"]["Vec"]) == DIMENSIONS for e in entries)
+
+
+# ------------------------------------------- injected latency in namespaces
+
+# Where each node sits along one line, as its round trip (ms) to c0; the
+# servers share c0's spot. Every pair of nodes is delayed by half their
+# distance each way, so the latencies are those of points on a line, which
+# Vivaldi can embed (a delay between c0 and the others alone would break
+# the triangle inequality: c0 near s1, s1 near c3, c0 far from c3). The
+# gaps are tens of ms: a node's estimate to itself is twice its height plus
+# adjustment, which is not 0 (Consul does not put the source first either:
+# for c3, at the end of the line, it is often farther than c2).
+LINE_MS = {"s1": 0, "s2": 0, "s3": 0, "c0": 0, "c1": 20, "c2": 50, "c3": 80}
+CLIENTS = ["c0", "c1", "c2", "c3"]
+# Probes settle the coordinates in tens of seconds (now and then Vivaldi
+# folds a node to the wrong side first, and takes a minute more); each agent
+# then reports its own every 15 to 30 s (Consul's
+# sync_coordinate_interval_min plus a random stagger).
+SETTLE_DEADLINE = 120.0
+RTT_TOLERANCE = 0.35  # relative error of `praetor rtt` against the injected round trip
+
+
+def clients_in(order: list[str], but: str = "") -> list[str]:
+    return [n for n in order if n in CLIENTS and n != but]
+
+
+def coordinates_by_node(agent) -> dict:
+    r = agent.get("/v1/coordinate/nodes", timeout=10)
+    assert r.status_code == 200, r.text
+    return {e["Node"]: e["Coord"] for e in r.json()}
+
+
+def estimated_rtts_ms(coords: dict, source: str) -> dict:
+    """Consul's estimate (vector distance plus heights, plus adjustments
+    when that stays positive) from `source` to every node, in ms."""
+    a = coords[source]
+    out = {}
+    for node, b in coords.items():
+        dist = sum((x - y) ** 2 for x, y in zip(a["Vec"], b["Vec"])) ** 0.5
+        dist += a["Height"] + b["Height"]
+        adjusted = dist + a["Adjustment"] + b["Adjustment"]
+        out[node] = round(1000 * (adjusted if adjusted > 0 else dist), 1)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_near_orders_nodes_by_injected_latency(praetor_bin, tmp_path, netns_factory, cli):
+    net = netns_factory(3, clients=len(CLIENTS))
+    why = net.delay_link_unavailable()
+    if why:
+        skip_unless_ci(why)
+    for a, b in itertools.combinations(net.names, 2):
+        gap = abs(LINE_MS[a] - LINE_MS[b])
+        if gap:
+            net.delay(a, b, gap / 2)
+    cluster = NetnsCluster(praetor_bin, tmp_path, net)
+    try:
+        cluster.start()
+        clients = {c.name: c for c in cluster.start_clients()}
+        started = time.monotonic()
+        for name, c in clients.items():
+            r = c.put("/v1/agent/service/register",
+                      json={"Name": "web", "ID": f"web-{name}", "Port": 80})
+            assert r.status_code == 200, r.text
+        server, c0 = cluster.servers[0], clients["c0"]
+        seen = {}
+
+        def near(agent, path: str, source: str, node_of, but: str = "") -> list[str]:
+            r = agent.get(path, params={"near": source}, timeout=10)
+            assert r.status_code == 200, r.text
+            return clients_in([node_of(e) for e in r.json()], but)
+
+        def rtt_ms(a: str, b: str) -> float:
+            p = cli("rtt", f"-http-addr={server.ip}:8500", a, b)
+            assert p.returncode == 0, p.stderr
+            m = re.fullmatch(rf"Estimated {a} <-> {b} rtt: (\d+\.\d{{3}}) ms "
+                             r"\(using LAN coordinates\)\n", p.stdout.decode())
+            assert m, p.stdout
+            return float(m.group(1))
+
+        def settled() -> bool:
+            seen["nodes near c0"] = near(server, "/v1/catalog/nodes", "c0",
+                                         lambda e: e["Node"])
+            seen["others near c3"] = near(server, "/v1/catalog/nodes", "c3",
+                                          lambda e: e["Node"], but="c3")
+            seen["health near c0"] = near(c0, "/v1/health/service/web", "c0",
+                                          lambda e: e["Node"]["Node"])
+            seen["service near _agent on c0"] = near(c0, "/v1/catalog/service/web", "_agent",
+                                                     lambda e: e["Node"])
+            seen["rtt c0 c3"] = rtt_ms("c0", "c3") if "c3" in seen["nodes near c0"] else None
+            return (seen["nodes near c0"] == seen["health near c0"]
+                    == seen["service near _agent on c0"] == CLIENTS
+                    and seen["others near c3"] == ["c2", "c1", "c0"]
+                    and seen["rtt c0 c3"] is not None
+                    and abs(seen["rtt c0 c3"] - LINE_MS["c3"])
+                    <= RTT_TOLERANCE * LINE_MS["c3"])
+
+        try:
+            wait_until(settled, SETTLE_DEADLINE, interval=1.0,
+                       what="?near orders and `rtt` to follow the injected latencies")
+        except AssertionError as exc:
+            coords = coordinates_by_node(server)
+            estimates = {n: estimated_rtts_ms(coords, n) for n in CLIENTS if n in coords}
+            raise AssertionError(f"{exc}\nlast seen: {seen}\nestimated round trips (ms): "
+                                 f"{estimates}\ndelay link: {net.delay_stats()}") from None
+        print(f"settled {time.monotonic() - started:.1f} s after the clients started: {seen}; "
+              f"estimates from c0 (ms): {estimated_rtts_ms(coordinates_by_node(server), 'c0')}")
+    finally:
+        cluster.close()
