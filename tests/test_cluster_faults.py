@@ -714,15 +714,18 @@ def test_commits_and_stays_linearizable_over_a_slow_lossy_network(ncluster, net,
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason=(
-    "every AppendEntries times out after openraft's heartbeat_interval (100 ms at "
-    "raft_multiplier 1): praetor's transport takes it as the RPC timeout and openraft's "
-    "heartbeat worker enforces it, so with servers 110 ms apart no append is ever "
-    "acknowledged and nothing commits; hashicorp/raft waits up to its 10 s transport "
-    "timeout, so Consul commits there, slowly"))
 def test_writes_commit_with_servers_110_ms_apart(ncluster, net):
     c = ncluster
     shape_every_server(net, c, "delay 55ms")
     key = f"far-{uid()}"
     wait_until(lambda: put_ok(c.servers[0], key, "1", timeout=4), 8, interval=0.1,
                what="a write with 110 ms between servers")
+    # Default reads (the leader's lease, renewed by the appends) work from
+    # every server, and a write through a follower too. (`?consistent`
+    # needs a heartbeat round answered within openraft's heartbeat
+    # interval, 100 ms here: Consul's limit for the 99th percentile.)
+    for s in c.servers:
+        assert kv_value(s, key) == b"1", s.name
+    assert put_ok(c.servers[1], key, "2", timeout=4)
+    wait_until(lambda: all(kv_value(s, key) == b"2" for s in c.servers), 8,
+               interval=0.1, what="every server to read the write made through a follower")

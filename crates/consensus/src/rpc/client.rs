@@ -244,6 +244,12 @@ impl Peer {
     }
 }
 
+/// The least time an append is given to be answered: far beyond any round
+/// trip a Raft cluster is run over (Consul asks for under 50 ms between
+/// servers), yet short enough that replication to a follower cut off
+/// without a trace resumes soon after it comes back.
+const MIN_APPEND_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl RaftNetworkV2<TypeConfig> for Peer {
     type SnapshotData = SnapshotData;
 
@@ -254,11 +260,15 @@ impl RaftNetworkV2<TypeConfig> for Peer {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let request = wire::AppendRequest::from_raft(&rpc)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        // openraft allows a heartbeat interval per append. A large entry (a
-        // snapshot restore carries a whole state) needs longer to cross and
-        // be made durable: 100 ms more per MiB (at least 10 MB/s).
+        // openraft offers one heartbeat interval per append (100 ms at
+        // raft_multiplier 1); taken as the timeout, servers further apart
+        // than that could never commit. Its heartbeat worker keeps its own
+        // deadline, so only replication waits longer. A large entry (a
+        // snapshot restore carries a whole state) needs longer still to
+        // cross and be made durable: 100 ms more per MiB (at least 10 MB/s).
         let bytes: usize = request.entries.iter().map(|e| e.payload.len()).sum();
-        let timeout = option.hard_ttl() + Duration::from_millis((bytes as u64 >> 20) * 100);
+        let timeout = option.hard_ttl().max(MIN_APPEND_TIMEOUT)
+            + Duration::from_millis((bytes as u64 >> 20) * 100);
         let reply: wire::AppendReply = self
             .client
             .call(&self.addr, paths::APPEND, &request, timeout)
