@@ -24,6 +24,7 @@ mod recursor;
 pub mod relay;
 mod remote;
 mod trim;
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
