@@ -4,17 +4,17 @@
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{Name, Record};
+use hickory_proto::rr::Name;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::answer::{self, Outcome, Reply};
 use crate::config::{DnsConfig, Settings};
 use crate::recursor;
 use crate::remote::{self, OtherDatacenters};
 use crate::trim::{self, Transport};
+use crate::wire::{self, Sections};
 use crate::{Catalog, CatalogSource, SnapshotSource};
 
 /// Answers DNS queries from the catalog; hand it to a hickory
@@ -54,9 +54,7 @@ impl CatalogDns {
 struct Response<'a> {
     metadata: Metadata,
     edns: Option<Edns>,
-    answers: &'a [Record],
-    authorities: &'a [Record],
-    additionals: &'a [Record],
+    sections: Sections<'a>,
 }
 
 /// An OPT record echoing the query's UDP size, if the query had one.
@@ -73,13 +71,11 @@ async fn send<R: ResponseHandler>(
     mut handle: R,
     response: Response<'_>,
 ) -> ResponseInfo {
-    let builder = MessageResponseBuilder::new(&request.queries, response.edns.as_ref());
-    let message = builder.build(
+    let message = wire::response(
+        &request.queries,
+        response.edns.as_ref(),
         response.metadata,
-        response.answers.iter(),
-        response.authorities.iter(),
-        std::iter::empty(),
-        response.additionals.iter(),
+        response.sections,
     );
     match handle.send_response(message).await {
         Ok(info) => info,
@@ -103,9 +99,7 @@ fn bare(request: &Request, rcode: ResponseCode, recursion_available: bool) -> Re
     Response {
         metadata,
         edns: echo_edns(request),
-        answers: &[],
-        authorities: &[],
-        additionals: &[],
+        sections: Sections::default(),
     }
 }
 
@@ -136,9 +130,11 @@ impl CatalogDns {
         let response = Response {
             metadata,
             edns,
-            answers: &upstream.answers,
-            authorities: &upstream.authorities,
-            additionals: &upstream.additionals,
+            sections: Sections {
+                answers: &upstream.answers,
+                authorities: &upstream.authorities,
+                additionals: &upstream.additionals,
+            },
         };
         send(request, handle, response).await
     }
@@ -148,14 +144,13 @@ impl CatalogDns {
         request: &Request,
         handle: R,
         mut reply: Reply,
-        query: &hickory_proto::op::Query,
     ) -> ResponseInfo {
         let edns = echo_edns(request);
         let trimmed = trim::trim(
             &mut reply,
             &Transport {
                 udp: request.protocol() == Protocol::Udp,
-                query,
+                queries: &request.queries,
                 edns: edns.as_ref(),
                 udp_answer_limit: self.settings.udp_answer_limit,
             },
@@ -168,9 +163,11 @@ impl CatalogDns {
         let response = Response {
             metadata,
             edns,
-            answers: &reply.answers,
-            authorities: &reply.authorities,
-            additionals: &reply.additionals,
+            sections: Sections {
+                answers: &reply.answers,
+                authorities: &reply.authorities,
+                additionals: &reply.additionals,
+            },
         };
         send(request, handle, response).await
     }
@@ -195,7 +192,7 @@ impl RequestHandler for CatalogDns {
         let outcome = answer::answer(&*catalog, &self.settings, &qname, query.query_type()).await;
         match outcome {
             Outcome::Recurse => self.recurse(request, handle).await,
-            Outcome::Reply(reply) => self.reply(request, handle, reply, query.original()).await,
+            Outcome::Reply(reply) => self.reply(request, handle, reply).await,
             Outcome::Fetch(fetch) => {
                 let fetched = remote::fetch(self.other_datacenters.as_deref(), &fetch.wanted).await;
                 let reply = answer::answer_fetched(
@@ -205,7 +202,7 @@ impl RequestHandler for CatalogDns {
                     &fetch,
                     fetched,
                 );
-                self.reply(request, handle, reply, query.original()).await
+                self.reply(request, handle, reply).await
             }
         }
     }

@@ -23,6 +23,7 @@ mod name;
 mod recursor;
 mod remote;
 mod trim;
+mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
