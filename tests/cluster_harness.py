@@ -69,7 +69,10 @@ class Server(AddressedAgent):
         }
         if extra_config:
             for key, value in extra_config.items():
-                if isinstance(value, dict) and isinstance(config.get(key), dict):
+                if key == "ports":
+                    # Changes to the cluster's ports, not a replacement.
+                    ports = {**ports, **value}
+                elif isinstance(value, dict) and isinstance(config.get(key), dict):
                     config[key].update(value)
                 else:
                     config[key] = value
