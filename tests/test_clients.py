@@ -3,16 +3,20 @@ pool, finds the servers from their gossip tags and forwards every API call
 and write to one of them. A service registered on one client is seen through
 every agent, KV written on one client is read (and wakes a blocking query)
 on another, a deregistration is synced away, and a client whose server is
-killed moves to another and keeps serving."""
+killed moves to another and keeps serving; in network namespaces, a client
+cut off from servers fails over to the one it still reaches, and stays
+alive in gossip while it reaches another member."""
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 
 from cluster_harness import client_agent, kv_value, put_ok
+from netns_harness import NetnsCluster
 from praetor_harness import wait_until
 from test_dns import DIG, dig
 
@@ -190,3 +194,59 @@ def test_a_dead_client_is_reaped_after_the_reconnect_timeout_it_advertises(
     assert "c3" not in members and "c2" in members
     assert "c2" in _catalog_nodes(leader)
     assert _serf_health(leader, "c2") == "critical"
+
+
+def _cut(net, client: str, servers: list[int]) -> None:
+    """Nothing passes between `client` and these servers, either way."""
+    for s in servers:
+        net.block(client, s)
+        net.block(s, client)
+
+
+def _serf_health(agent, node: str) -> str:
+    r = agent.get(f"/v1/health/node/{node}")
+    assert r.status_code == 200, r.text
+    return next((c["Status"] for c in r.json() if c["CheckID"] == "serfHealth"), "")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_client_cut_off_from_servers_fails_over_and_stays_alive(praetor_bin, tmp_path,
+                                                                   netns_factory):
+    """Three servers and two clients in network namespaces. c0 is cut off
+    from all servers but one, each in turn: it keeps writing and reading
+    through the one it still reaches. Then it is cut off from every
+    server: gossip still reaches it through c1 (indirect probes), so the
+    servers do not declare it dead, and it serves again once healed."""
+    net = netns_factory(3, clients=2)
+    cluster = NetnsCluster(praetor_bin, tmp_path, net)
+    try:
+        cluster.start()
+        c0, c1 = cluster.start_clients()
+        wait_until(lambda: _serf_health(c1, "c0") == "passing", 30, interval=0.2,
+                   what="c0's serfHealth to be passing")
+        for keep in range(3):
+            _cut(net, "c0", [s for s in range(3) if s != keep])
+            key = f"cut/through-s{keep + 1}"
+            wait_until(lambda: put_ok(c0, key, "v", timeout=5), 60, interval=0.2,
+                       what=f"c0 to write through s{keep + 1}, the only server it reaches")
+            assert kv_value(c0, key) == b"v"
+            assert kv_value(c1, key) == b"v"
+            net.heal()
+
+        _cut(net, "c0", [0, 1, 2])
+        # Longer than memberlist's suspicion timeout for five members, so
+        # a death declared from failed direct probes would show by then.
+        held_until = time.monotonic() + 15
+        while time.monotonic() < held_until:
+            assert _serf_health(c1, "c0") == "passing"
+            assert any(m["Name"] == "c0" and m["Status"] == 1
+                       for m in c1.get("/v1/agent/members").json())
+            time.sleep(0.5)
+        r = c0.get("/v1/kv/cut/through-s1", timeout=15)
+        assert r.status_code == 500, (r.status_code, r.text)
+        net.heal()
+        wait_until(lambda: put_ok(c0, "cut/healed", "v", timeout=5), 60, interval=0.2,
+                   what="c0 to write again once healed")
+    finally:
+        cluster.close()
