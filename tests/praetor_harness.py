@@ -38,14 +38,26 @@ def free_port() -> int:
 
 
 def free_ports(n: int) -> list[int]:
-    """n distinct free ports (held open together so they differ)."""
+    """n distinct ports free for both TCP and UDP (held open together so
+    they differ): gossip and DNS listen on both, and a port free for TCP
+    may be taken for UDP."""
     socks = []
+    ports: list[int] = []
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        while len(ports) < n:
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            tcp.bind(("127.0.0.1", 0))
+            socks.append(tcp)
+            port = tcp.getsockname()[1]
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                udp.close()
+                continue
+            socks.append(udp)
+            ports.append(port)
+        return ports
     finally:
         for s in socks:
             s.close()
